@@ -1,0 +1,52 @@
+# smartos.imgadm: the two commands a new user needs (see README.md), and their parts.
+#   make demo   local ZFS pool + local image server + a real playbook against them
+#   make test   everything CI runs: sanity (2 ansible-core versions), units, world, integration
+SHELL := /bin/bash
+TOP := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(TOP)/.venv
+VENV221 := $(TOP)/.venv-2.21
+BUILD_ROOT ?= /var/tmp/smartos-imgadm-build
+COLL := $(BUILD_ROOT)/ansible_collections/smartos/imgadm
+export IMGADM_BUILD_ROOT := $(BUILD_ROOT)
+
+.PHONY: demo test bootstrap stage sanity sanity-2.19 sanity-2.21 units world-tests integration world-up world-down clean
+
+demo: bootstrap
+	bash $(TOP)/demo/run.sh
+
+test: bootstrap
+	bash $(TOP)/tests/bin/run-all.sh
+
+bootstrap:
+	bash $(TOP)/tests/bin/bootstrap.sh
+
+stage:
+	bash $(TOP)/tests/bin/stage.sh >/dev/null
+
+sanity: sanity-2.19 sanity-2.21
+
+sanity-2.19: bootstrap stage
+	cd $(COLL) && $(VENV)/bin/ansible-test sanity --venv --color no
+
+sanity-2.21: bootstrap stage
+	@if [ -x $(VENV221)/bin/ansible-test ]; then \
+	    cd $(COLL) && $(VENV221)/bin/ansible-test sanity --venv --color no; \
+	else echo "sanity-2.21: no Python 3.12+ here, skipped"; fi
+
+units: bootstrap stage
+	cd $(COLL) && $(VENV)/bin/ansible-test units --venv --color no --python 3.11
+
+world-tests: bootstrap
+	cd $(TOP) && $(VENV)/bin/python -m pytest -q tests/world/tests
+
+integration: bootstrap stage
+	bash $(TOP)/tests/bin/integration.sh
+
+world-up: bootstrap
+	bash $(TOP)/tests/world/world.sh up
+
+world-down:
+	bash $(TOP)/tests/world/world.sh down
+
+clean:
+	rm -rf $(BUILD_ROOT) $(TOP)/demo/.state

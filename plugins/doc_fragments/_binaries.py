@@ -1,0 +1,40 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) smartos.imgadm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# PRIVATE: this file is internal to the smartos.imgadm collection and may change
+# without notice. Do not import it from other collections.
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Mirrors BINARY_ARGS in plugins/module_utils/_common.py
+    DOCUMENTATION = r'''
+options:
+  zfs_path:
+    description:
+      - Path of the C(zfs) command. When it does not exist, C(zfs) is looked up on E(PATH).
+    type: path
+    default: /usr/sbin/zfs
+  zpool_path:
+    description:
+      - Path of the C(zpool) command. When it does not exist, C(zpool) is looked up on E(PATH).
+    type: path
+    default: /usr/sbin/zpool
+  sysinfo_path:
+    description:
+      - Path of the SmartOS C(sysinfo) command, used for the platform checks of images.
+        When it does not exist, C(sysinfo) is looked up on E(PATH).
+    type: path
+    default: /usr/bin/sysinfo
+  zoneadm_path:
+    description:
+      - Path of the C(zoneadm) command, used to tell zone roots from images.
+        When it does not exist, C(zoneadm) is looked up on E(PATH).
+    type: path
+    default: /usr/sbin/zoneadm
+'''

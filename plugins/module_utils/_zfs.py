@@ -1,0 +1,864 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) smartos.imgadm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# PRIVATE: this file is internal to the smartos.imgadm collection and may change
+# without notice. Do not import it from other collections.
+
+"""ZFS access for the collection: one runner for ``zfs``/``zpool`` and backends.
+
+``ZfsRunner`` runs ``zfs`` and ``zpool`` through a callable with the calling
+convention of ``AnsibleModule.run_command`` (or through its own subprocess
+implementation), always with ``LC_ALL=C``, and turns failures into
+``ZfsError`` / ``DatasetNotFoundError``.
+
+``ZfsBackend`` is the interface the import/delete/create code uses.
+``CliBackend`` implements it with the CLI only; ``LibzfsCoreBackend`` uses the
+pyzfs ``libzfs_core`` bindings where they offer the operation and the CLI for
+the rest. ``get_backend()`` picks one.
+
+Portability rules followed here (SmartOS/illumos, Linux OpenZFS, zfs-fuse):
+
+* exact numbers (``used``, ``guid``, ``createtxg``...) come from
+  ``zfs get -Hp -o name,property,value``, because zfs-fuse has no
+  ``zfs list -p``; ``zfs list -H -o`` is only used for string columns;
+* ``zfs receive -u`` is only emitted when the local ``zfs`` supports it;
+* the ``clones`` property is used when the local ``zfs`` has it, otherwise the
+  ``origin`` column over the pool answers the same question;
+* zfs-fuse cannot destroy or rename a mounted filesystem ("dataset is busy"),
+  so ``destroy`` unmounts first and ``rename`` unmounts, retries and remounts
+  when it meets that error.
+
+Values of ``-`` (not set / not applicable) are returned as ``None``.
+Check mode is not handled here: callers decide whether to call mutating methods.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import importlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+import traceback
+
+from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
+    DatasetNotFoundError,
+    MissingLibraryError,
+    ZfsError,
+)
+
+
+def _load_libzfs_core():
+    """Import pyzfs' ``libzfs_core`` now; return ``(module, None)`` or ``(None, traceback)``.
+
+    Called again by ``get_backend`` so that the choice follows ``sys.modules``
+    (tests inject a fake module there). pyzfs loads the C library at import
+    time, so a missing ``libzfs_core.so`` (OSError) counts as missing too.
+    """
+    try:
+        module = importlib.import_module('libzfs_core')
+    except (ImportError, OSError):
+        return None, traceback.format_exc()
+    return module, None
+
+
+# Optional dependency (python3-pyzfs, import name libzfs_core); absent on SmartOS and with zfs-fuse.
+LIBZFS_CORE, LIBZFS_CORE_IMPORT_ERROR = _load_libzfs_core()
+HAS_LIBZFS_CORE = LIBZFS_CORE is not None
+
+# Environment forced on every zfs/zpool command: stable, parsable messages.
+ZFS_ENVIRON = {'LC_ALL': 'C'}
+
+# Where zfs and zpool live on SmartOS/illumos and Linux, searched after $PATH.
+SBIN_DIRS = ('/usr/sbin', '/sbin', '/usr/local/sbin')
+
+DATASET_TYPES = ('filesystem', 'volume', 'snapshot', 'bookmark', 'all')
+
+# Properties whose human-readable form (without -p) is not exact.
+NUMERIC_PROPERTIES = frozenset((
+    'available', 'avail', 'compressratio', 'ratio', 'createtxg', 'creation', 'filesystem_count',
+    'filesystem_limit', 'guid', 'logicalreferenced', 'lrefer', 'logicalused', 'lused', 'objsetid',
+    'quota', 'recordsize', 'recsize', 'refcompressratio', 'refratio', 'referenced', 'refer',
+    'refquota', 'refreservation', 'refreserv', 'reservation', 'reserv', 'snapshot_count',
+    'snapshot_limit', 'used', 'usedbychildren', 'usedchild', 'usedbydataset', 'usedds',
+    'usedbyrefreservation', 'usedrefreserv', 'usedbysnapshots', 'usedsnap', 'userrefs',
+    'volblocksize', 'volblock', 'volsize', 'written',
+))
+
+# Short property names and the name ``zfs get`` prints for them.
+PROPERTY_ALIASES = {
+    'avail': 'available', 'compress': 'compression', 'dnsize': 'dnodesize',
+    'lrefer': 'logicalreferenced', 'lused': 'logicalused', 'ratio': 'compressratio',
+    'rdonly': 'readonly', 'recsize': 'recordsize', 'refer': 'referenced',
+    'refratio': 'refcompressratio', 'refreserv': 'refreservation', 'reserv': 'reservation',
+    'usedchild': 'usedbychildren', 'usedds': 'usedbydataset',
+    'usedrefreserv': 'usedbyrefreservation', 'usedsnap': 'usedbysnapshots',
+    'volblock': 'volblocksize',
+}
+
+_NOT_FOUND_RE = re.compile(r"dataset does not exist|could not find any snapshots to destroy|no such pool", re.IGNORECASE)
+_BUSY_RE = re.compile(r'\bbusy\b', re.IGNORECASE)
+_ALREADY_MOUNTED_RE = re.compile(r'already mounted', re.IGNORECASE)
+_NOT_MOUNTED_RE = re.compile(r'not currently mounted|not mounted', re.IGNORECASE)
+_INVALID_PROP_RE = re.compile(r"invalid property '([^']*)'|bad property list", re.IGNORECASE)
+_USAGE_FLAGS_RE = re.compile(r'\[-([A-Za-z]+)\]')
+
+
+def subprocess_run_command(args, check_rc=False, data=None, binary_data=False, environ_update=None):
+    """``AnsibleModule.run_command``-compatible runner built on ``subprocess``.
+
+    Returns ``(rc, stdout, stderr)`` as text. ``data`` is sent on stdin (with a
+    trailing newline unless ``binary_data``). With ``check_rc`` a non-zero exit
+    raises ``ZfsError`` instead of failing a module. A missing binary raises
+    ``OSError`` like ``subprocess`` does.
+    """
+    env = dict(os.environ)
+    if environ_update:
+        env.update(environ_update)
+    stdin_bytes = None
+    if data is not None:
+        if not binary_data:
+            data = data + (b'\n' if isinstance(data, bytes) else '\n')
+        stdin_bytes = data if isinstance(data, bytes) else data.encode('utf-8', 'surrogateescape')
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [str(a) for a in args],
+        stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True)
+    out, err = proc.communicate(stdin_bytes)
+    rc = proc.returncode
+    out = out.decode('utf-8', 'surrogateescape')
+    err = err.decode('utf-8', 'surrogateescape')
+    if check_rc and rc != 0:
+        raise ZfsError('%s failed: %s' % (_cmdline(args), err.strip() or 'exit status %d' % rc),
+                       cmd=list(args), rc=rc, stderr=err)
+    return rc, out, err
+
+
+def find_bin(name, extra_dirs=SBIN_DIRS):
+    """Absolute path of ``name`` searched in ``$PATH`` then ``extra_dirs``; ``name`` itself if not found."""
+    if os.sep in name:
+        return name
+    path = os.environ.get('PATH', os.defpath).split(os.pathsep)
+    path.extend(d for d in extra_dirs if d not in path)
+    found = shutil.which(name, path=os.pathsep.join(path))
+    return found or name
+
+
+def _cmdline(argv):
+    return ' '.join(shlex.quote(str(a)) for a in argv)
+
+
+def _undash(value):
+    """zfs prints ``-`` for "not set / not applicable"."""
+    return None if value == '-' else value
+
+
+def _check_name(name, what='dataset'):
+    """Refuse names that could be taken for options or break the tab-separated output."""
+    if not isinstance(name, str) or not name:
+        raise ValueError('invalid %s name: %r' % (what, name))
+    if name.startswith('-') or any(c in name for c in '\t\n\r\0'):
+        raise ValueError('invalid %s name: %r' % (what, name))
+    return name
+
+
+def _check_snapshot_name(name):
+    _check_name(name, 'snapshot')
+    if '@' not in name or name.startswith('@') or name.endswith('@'):
+        raise ValueError('not a snapshot name (DATASET@SNAP): %r' % (name,))
+    return name
+
+
+def _check_prop(prop):
+    if not isinstance(prop, str) or not prop or prop.startswith('-') or any(c in prop for c in ',=\t\n '):
+        raise ValueError('invalid property name: %r' % (prop,))
+    return prop
+
+
+def _as_list(names):
+    if isinstance(names, str):
+        return [names]
+    return list(names)
+
+
+def _is_busy(exc):
+    return bool(_BUSY_RE.search(exc.stderr or ''))
+
+
+class ZfsRunner:
+    """Runs ``zfs`` and ``zpool`` with ``LC_ALL=C`` and parses scripted output.
+
+    ``run_command`` has the ``AnsibleModule.run_command`` calling convention
+    ``(args, check_rc=False, data=None, binary_data=False, environ_update=None)``
+    and returns ``(rc, out, err)``; the default is ``subprocess_run_command``.
+    ``zfs_bin`` / ``zpool_bin`` are used as given when a ``run_command`` is
+    supplied (resolve them with ``module.get_bin_path``, see ``for_module``);
+    with the built-in runner, bare names are looked up in ``$PATH`` and
+    ``SBIN_DIRS``.
+    """
+
+    def __init__(self, run_command=None, zfs_bin='zfs', zpool_bin='zpool'):
+        if run_command is None:
+            run_command = subprocess_run_command
+            zfs_bin = find_bin(zfs_bin)
+            zpool_bin = find_bin(zpool_bin)
+        self.run_command = run_command
+        self.zfs_bin = zfs_bin
+        self.zpool_bin = zpool_bin
+        # Results of capability probes, shared by every backend on this runner.
+        self.capabilities = {}
+
+    @classmethod
+    def for_module(cls, module, zfs_bin=None, zpool_bin=None):
+        """A runner using ``module.run_command`` and ``module.get_bin_path`` (no AnsibleModule import here)."""
+        zfs_bin = zfs_bin or module.get_bin_path('zfs', required=True, opt_dirs=list(SBIN_DIRS))
+        zpool_bin = zpool_bin or module.get_bin_path('zpool', required=True, opt_dirs=list(SBIN_DIRS))
+        return cls(run_command=module.run_command, zfs_bin=zfs_bin, zpool_bin=zpool_bin)
+
+    def zfs_argv(self, *args):
+        return [self.zfs_bin] + [str(a) for a in args]
+
+    def zpool_argv(self, *args):
+        return [self.zpool_bin] + [str(a) for a in args]
+
+    def run(self, argv, data=None, check=True):
+        """Run ``argv``; return ``(rc, out, err)``. With ``check``, a non-zero exit raises.
+
+        ``DatasetNotFoundError`` is raised when stderr says the dataset (or
+        pool) does not exist, ``ZfsError`` otherwise.
+        """
+        argv = [str(a) for a in argv]
+        try:
+            rc, out, err = self.run_command(argv, check_rc=False, data=data, environ_update=dict(ZFS_ENVIRON))
+        except OSError as exc:
+            raise ZfsError('cannot run %s: %s' % (_cmdline(argv), exc), cmd=argv, rc=None, stderr=str(exc))
+        out = out or ''
+        err = err or ''
+        if check and rc != 0:
+            raise self.error(argv, rc, out, err)
+        return rc, out, err
+
+    @staticmethod
+    def error(argv, rc, out, err):
+        """The exception for a failed command."""
+        text = (err or '').strip() or (out or '').strip() or 'exit status %s' % rc
+        message = '%s failed: %s' % (_cmdline(argv), text)
+        cls = DatasetNotFoundError if _NOT_FOUND_RE.search(err or '') and 'dataset is busy' not in (err or '') else ZfsError
+        return cls(message, cmd=list(argv), rc=rc, stderr=err)
+
+    def zfs(self, *args, **kwargs):
+        return self.run(self.zfs_argv(*args), **kwargs)
+
+    def zpool(self, *args, **kwargs):
+        return self.run(self.zpool_argv(*args), **kwargs)
+
+    @staticmethod
+    def parse_rows(out, columns=None):
+        """Split scripted (``-H``) output into lists of tab-separated fields.
+
+        With ``columns``, each line is split into at most that many fields (the
+        last keeps any further tabs) and a line with fewer fields is an error.
+        """
+        rows = []
+        for line in out.splitlines():
+            if not line:
+                continue
+            if columns is None:
+                rows.append(line.split('\t'))
+                continue
+            fields = line.split('\t', columns - 1)
+            if len(fields) != columns:
+                raise ZfsError('unexpected zfs output line (want %d tab-separated fields): %r' % (columns, line))
+            rows.append(fields)
+        return rows
+
+    def zfs_rows(self, *args, **kwargs):
+        columns = kwargs.pop('columns', None)
+        dummy, out, dummy2 = self.zfs(*args, **kwargs)
+        return self.parse_rows(out, columns)
+
+    def zpool_rows(self, *args, **kwargs):
+        columns = kwargs.pop('columns', None)
+        dummy, out, dummy2 = self.zpool(*args, **kwargs)
+        return self.parse_rows(out, columns)
+
+    def usage_flags(self, subcommand):
+        """Single-letter flags ``zfs SUBCOMMAND`` lists in its usage text (cached).
+
+        Runs ``zfs SUBCOMMAND`` without arguments, which prints the usage on
+        stderr. Returns ``None`` when no usage line could be found.
+        """
+        key = 'usage:' + subcommand
+        if key not in self.capabilities:
+            dummy, out, err = self.zfs(subcommand, check=False)
+            flags = None
+            for line in (err + '\n' + out).splitlines():
+                if line.strip().startswith(subcommand + ' '):
+                    flags = (flags or set()).union(*[set(m) for m in _USAGE_FLAGS_RE.findall(line)])
+            self.capabilities[key] = frozenset(flags) if flags is not None else None
+        return self.capabilities[key]
+
+
+class ZfsBackend:
+    """Operations the import/delete/create code needs. All names are text.
+
+    Read calls (``exists``, ``get_properties``, ``list_*``, ``pool_exists``,
+    ``dependent_clones``, ``get_holds``) are cheap and change nothing.
+    Missing datasets raise ``DatasetNotFoundError``, other failures ``ZfsError``.
+    """
+
+    name = None
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def exists(self, name):
+        """Whether the filesystem, volume or snapshot ``name`` exists."""
+        raise NotImplementedError
+
+    def pool_exists(self, pool):
+        """Whether the pool ``pool`` is imported."""
+        raise NotImplementedError
+
+    def list_pools(self):
+        """Names of the imported pools."""
+        raise NotImplementedError
+
+    def get_properties(self, names, props):
+        """``{name: {prop: value}}`` with exact (``-p``) values as text, ``None`` for ``-``."""
+        raise NotImplementedError
+
+    def list_datasets(self, root=None, types=('filesystem', 'volume'), props=('name', 'origin', 'mountpoint'),
+                      recursive=True, depth=None):
+        """List datasets under ``root`` (the whole host only when ``root`` is None)."""
+        raise NotImplementedError
+
+    def list_snapshots(self, dataset):
+        """Full names of the snapshots of ``dataset`` (not of its children), oldest first."""
+        raise NotImplementedError
+
+    def dependent_clones(self, dataset):
+        """Sorted names of the clones of any snapshot of ``dataset``."""
+        raise NotImplementedError
+
+    def get_holds(self, snapshot):
+        """Sorted user-hold tags on ``snapshot``."""
+        raise NotImplementedError
+
+    def create(self, name, props=None, parents=False, volsize=None):
+        raise NotImplementedError
+
+    def snapshot(self, name):
+        raise NotImplementedError
+
+    def rename(self, old, new, recursive=False):
+        raise NotImplementedError
+
+    def destroy(self, name, recursive=False):
+        raise NotImplementedError
+
+    def rollback(self, snapshot, recursive=False):
+        raise NotImplementedError
+
+    def mount(self, name):
+        raise NotImplementedError
+
+    def unmount(self, name):
+        raise NotImplementedError
+
+    def set_property(self, name, prop, value):
+        raise NotImplementedError
+
+    def clone(self, snapshot, target, props=None):
+        raise NotImplementedError
+
+    def send_argv(self, snapshot, incremental_from=None):
+        raise NotImplementedError
+
+    def receive_argv(self, target, unmounted=True):
+        raise NotImplementedError
+
+
+class CliBackend(ZfsBackend):
+    """``ZfsBackend`` over the ``zfs``/``zpool`` command line.
+
+    ``sleep``, ``busy_retries`` and ``busy_delay`` tune the retries done when
+    zfs answers "dataset is busy" (zfs-fuse, right after an unmount).
+    """
+
+    name = 'cli'
+
+    def __init__(self, runner, sleep=time.sleep, busy_retries=5, busy_delay=0.2):
+        super(CliBackend, self).__init__(runner)
+        self.sleep = sleep
+        self.busy_retries = busy_retries
+        self.busy_delay = busy_delay
+
+    # -- read calls ---------------------------------------------------------
+
+    def exists(self, name):
+        _check_name(name)
+        try:
+            self.runner.zfs('list', '-H', '-o', 'name', name)
+        except DatasetNotFoundError:
+            return False
+        return True
+
+    def pool_exists(self, pool):
+        _check_name(pool, 'pool')
+        rc, out, err = self.runner.zpool('list', '-H', '-o', 'name', pool, check=False)
+        if rc == 0:
+            return pool in out.split()
+        if re.search(r'no such pool', err, re.IGNORECASE):
+            return False
+        raise self.runner.error(self.runner.zpool_argv('list', '-H', '-o', 'name', pool), rc, out, err)
+
+    def list_pools(self):
+        return [row[0] for row in self.runner.zpool_rows('list', '-H', '-o', 'name', columns=1)]
+
+    def get_properties(self, names, props):
+        return self._get_properties(_as_list(names), list(props))
+
+    def _get_properties(self, names, props, ignore_missing=False):
+        for name in names:
+            _check_name(name)
+        for prop in props:
+            _check_prop(prop)
+        if not names or not props:
+            return dict((n, dict((p, None) for p in props)) for n in names)
+        # zfs prints the canonical name of an alias (refer -> referenced).
+        wanted = {}
+        for prop in props:
+            wanted[PROPERTY_ALIASES.get(prop, prop)] = prop
+        argv = self.runner.zfs_argv('get', '-Hp', '-o', 'name,property,value', ','.join(props), *names)
+        rc, out, err = self.runner.run(argv, check=False)
+        result = dict((n, dict((p, None) for p in props)) for n in names)
+        for name, prop, value in self.runner.parse_rows(out, 3):
+            if name not in result:
+                continue
+            key = wanted.get(prop, prop if prop in result[name] else None)
+            if key is not None:
+                result[name][key] = _undash(value)
+        if rc != 0:
+            exc = self.runner.error(argv, rc, out, err)
+            if not (ignore_missing and isinstance(exc, DatasetNotFoundError)):
+                raise exc
+            seen = set(row[0] for row in self.runner.parse_rows(out, 3))
+            for name in names:
+                if name not in seen:
+                    result.pop(name, None)
+        return result
+
+    def list_datasets(self, root=None, types=('filesystem', 'volume'), props=('name', 'origin', 'mountpoint'),
+                      recursive=True, depth=None):
+        """List datasets as dicts ``{prop: value}`` (always with ``name``) in zfs order.
+
+        String columns come from ``zfs list -H -o``; numeric properties
+        (``NUMERIC_PROPERTIES``) are then fetched exactly with ``zfs get -Hp``.
+        ``root=None`` lists every pool; ``recursive`` and ``depth`` apply to ``root``.
+        """
+        types = _as_list(types)
+        for dtype in types:
+            if dtype not in DATASET_TYPES:
+                raise ValueError('invalid dataset type: %r' % (dtype,))
+        props = [_check_prop(p) for p in _as_list(props)]
+        if 'name' not in props:
+            props.insert(0, 'name')
+        exact = [p for p in props if p in NUMERIC_PROPERTIES]
+        columns = [p for p in props if p not in NUMERIC_PROPERTIES]
+        args = ['list', '-H', '-o', ','.join(columns), '-t', ','.join(types)]
+        if root is not None:
+            _check_name(root)
+            if depth is not None:
+                args.extend(['-d', str(int(depth))])
+            elif recursive:
+                args.append('-r')
+            args.append(root)
+        rows = self.runner.zfs_rows(*args, columns=len(columns))
+        result = []
+        for row in rows:
+            result.append(dict((p, _undash(v)) for p, v in zip(columns, row)))
+        if exact and result:
+            values = self._get_properties([d['name'] for d in result], exact, ignore_missing=True)
+            kept = []
+            for entry in result:
+                if entry['name'] in values:
+                    entry.update(values[entry['name']])
+                    kept.append(entry)
+            result = kept
+        # present the keys in the order asked for
+        return [dict((p, entry.get(p)) for p in props) for entry in result]
+
+    def list_snapshots(self, dataset):
+        _check_name(dataset)
+        if '@' in dataset:
+            raise ValueError('not a filesystem or volume: %r' % (dataset,))
+        # "-d 1" rather than "zfs list -t snapshot DS": zfs-fuse refuses the latter.
+        rows = self.runner.zfs_rows('list', '-H', '-o', 'name', '-t', 'snapshot', '-s', 'createtxg',
+                                    '-d', '1', dataset, columns=1)
+        return [row[0] for row in rows if row[0].startswith(dataset + '@')]
+
+    def dependent_clones(self, dataset):
+        """Clones of any snapshot of ``dataset``.
+
+        Uses ``zfs get -Hp -o name,value clones DS@snap...``; where zfs has no
+        ``clones`` property (zfs-fuse; remembered in ``runner.capabilities``)
+        the ``origin`` column of every filesystem and volume of the pool.
+        """
+        snapshots = self.list_snapshots(dataset)
+        if not snapshots:
+            return []
+        if self.runner.capabilities.get('clones_property') is False:
+            return self._dependent_clones_by_origin(dataset)
+        argv = self.runner.zfs_argv('get', '-Hp', '-o', 'name,value', 'clones', *snapshots)
+        rc, out, err = self.runner.run(argv, check=False)
+        if rc != 0:
+            match = _INVALID_PROP_RE.search(err)
+            if match and (match.group(1) in (None, 'clones')):
+                self.runner.capabilities['clones_property'] = False
+                return self._dependent_clones_by_origin(dataset)
+            raise self.runner.error(argv, rc, out, err)
+        self.runner.capabilities['clones_property'] = True
+        clones = set()
+        for dummy, value in self.runner.parse_rows(out, 2):
+            clones.update(c for c in value.split(',') if c and c != '-')
+        return sorted(clones)
+
+    def _dependent_clones_by_origin(self, dataset):
+        pool = dataset.split('/', 1)[0]
+        rows = self.runner.zfs_rows('list', '-H', '-o', 'name,origin', '-t', 'filesystem,volume', '-r', pool,
+                                    columns=2)
+        prefix = dataset + '@'
+        return sorted(name for name, origin in rows if origin.startswith(prefix))
+
+    def get_holds(self, snapshot):
+        _check_snapshot_name(snapshot)
+        rows = self.runner.zfs_rows('holds', '-H', snapshot)
+        return sorted(row[1] for row in rows if len(row) > 1)
+
+    # -- changes ------------------------------------------------------------
+
+    def create(self, name, props=None, parents=False, volsize=None):
+        _check_name(name)
+        args = ['create']
+        if parents:
+            args.append('-p')
+        for prop, value in (props or {}).items():
+            args.extend(['-o', '%s=%s' % (_check_prop(prop), value)])
+        if volsize is not None:
+            args.extend(['-V', str(volsize)])
+        args.append(name)
+        self.runner.zfs(*args)
+
+    def snapshot(self, name):
+        _check_snapshot_name(name)
+        self.runner.zfs('snapshot', name)
+
+    def set_property(self, name, prop, value):
+        _check_name(name)
+        self.runner.zfs('set', '%s=%s' % (_check_prop(prop), value), name)
+
+    def clone(self, snapshot, target, props=None):
+        _check_snapshot_name(snapshot)
+        _check_name(target)
+        args = ['clone']
+        for prop, value in (props or {}).items():
+            args.extend(['-o', '%s=%s' % (_check_prop(prop), value)])
+        self.runner.zfs(*(args + [snapshot, target]))
+
+    def rollback(self, snapshot, recursive=False):
+        _check_snapshot_name(snapshot)
+        self.runner.zfs(*(['rollback'] + (['-r'] if recursive else []) + [snapshot]))
+
+    def mount(self, name):
+        """Mount filesystem ``name``. Returns False if it was already mounted."""
+        _check_name(name)
+        try:
+            self.runner.zfs('mount', name)
+        except ZfsError as exc:
+            if _ALREADY_MOUNTED_RE.search(exc.stderr or ''):
+                return False
+            raise
+        return True
+
+    def unmount(self, name):
+        """Unmount filesystem ``name``. Returns False if it was not mounted."""
+        _check_name(name)
+        try:
+            self.runner.zfs('unmount', name)
+        except ZfsError as exc:
+            if _NOT_MOUNTED_RE.search(exc.stderr or '') and not isinstance(exc, DatasetNotFoundError):
+                return False
+            raise
+        return True
+
+    def _mounted_filesystems(self, name, recursive):
+        """Mounted filesystems at ``name`` (and below it with ``recursive``), parents first."""
+        args = ['list', '-H', '-o', 'name,type,mounted', '-t', 'filesystem,volume']
+        if recursive:
+            args.append('-r')
+        rows = self.runner.zfs_rows(*(args + [name]), columns=3)
+        return [n for n, dtype, mounted in rows if dtype == 'filesystem' and mounted == 'yes']
+
+    def _unmount_quietly(self, names):
+        """Unmount ``names`` children first; errors are left to the next command to report."""
+        for name in sorted(names, key=lambda n: n.count('/'), reverse=True):
+            try:
+                self.unmount(name)
+            except ZfsError:
+                pass
+
+    def _mount_quietly(self, names):
+        for name in sorted(names, key=lambda n: n.count('/')):
+            try:
+                self.mount(name)
+            except ZfsError:
+                pass
+
+    def _run_busy_retry(self, args, on_busy=None):
+        """Run ``zfs ARGS``; on "busy", call ``on_busy`` and retry with a growing delay."""
+        for attempt in range(self.busy_retries + 1):
+            try:
+                return self.runner.zfs(*args)
+            except ZfsError as exc:
+                if not _is_busy(exc) or attempt >= self.busy_retries:
+                    raise
+            if on_busy is not None:
+                on_busy()
+            self.sleep(self.busy_delay * (attempt + 1))
+        return None  # pragma: no cover - the loop returns or raises
+
+    def destroy(self, name, recursive=False):
+        """``zfs destroy [-r] NAME``; mounted filesystems are unmounted first.
+
+        If the destroy fails, what was unmounted is mounted again (best effort).
+        """
+        _check_name(name)
+        args = ['destroy'] + (['-r'] if recursive else []) + [name]
+        if '@' in name:
+            self.runner.zfs(*args)
+            return
+        mounted = self._mounted_filesystems(name, recursive)
+        self._unmount_quietly(mounted)
+        try:
+            self._run_busy_retry(args, on_busy=lambda: self._unmount_quietly(mounted))
+        except ZfsError:
+            self._mount_quietly([n for n in mounted if self.exists(n)])
+            raise
+
+    def rename(self, old, new, recursive=False):
+        """``zfs rename [-r] OLD NEW`` (``recursive`` only for snapshots).
+
+        When zfs answers "busy" for a filesystem (zfs-fuse cannot rename a
+        mounted filesystem), the tree is unmounted, the rename retried and the
+        filesystems that were mounted are mounted again under the new name.
+        """
+        _check_name(old)
+        _check_name(new)
+        if recursive and '@' not in old:
+            raise ValueError('recursive rename is only for snapshots: %r' % (old,))
+        args = ['rename'] + (['-r'] if recursive else []) + [old, new]
+        try:
+            self.runner.zfs(*args)
+            return
+        except ZfsError as exc:
+            if '@' in old or not _is_busy(exc):
+                raise
+        mounted = self._mounted_filesystems(old, True)
+        self._unmount_quietly(mounted)
+        try:
+            self._run_busy_retry(args, on_busy=lambda: self._unmount_quietly(mounted))
+        except ZfsError:
+            self._mount_quietly([n for n in mounted if self.exists(n)])
+            raise
+        self._mount_quietly([new + n[len(old):] for n in mounted])
+
+    # -- streams ------------------------------------------------------------
+
+    def send_argv(self, snapshot, incremental_from=None):
+        """argv of ``zfs send [-i FROM] SNAPSHOT`` (no -p, no -R, like the reference)."""
+        _check_snapshot_name(snapshot)
+        args = ['send']
+        if incremental_from is not None:
+            _check_name(incremental_from, 'snapshot')
+            args.extend(['-i', incremental_from])
+        args.append(snapshot)
+        return self.runner.zfs_argv(*args)
+
+    def supports_unmounted_receive(self):
+        """Whether ``zfs receive -u`` exists here (zfs-fuse has no -u). Probed once."""
+        flags = self.runner.usage_flags('receive')
+        return flags is None or 'u' in flags
+
+    def receive_argv(self, target, unmounted=True):
+        """argv of ``zfs receive [-u] TARGET``.
+
+        ``-u`` is added when ``unmounted`` and the local zfs supports it (see
+        ``supports_unmounted_receive``); the received dataset must then be
+        mounted by the caller after its final rename.
+        """
+        _check_name(target)
+        args = ['receive']
+        if unmounted and self.supports_unmounted_receive():
+            args.append('-u')
+        args.append(target)
+        return self.runner.zfs_argv(*args)
+
+
+def _to_bytes(name):
+    return name.encode('utf-8', 'surrogateescape')
+
+
+def _to_text(value):
+    if isinstance(value, bytes):
+        return value.decode('utf-8', 'surrogateescape')
+    return value
+
+
+class LibzfsCoreBackend(CliBackend):
+    """``CliBackend`` that uses pyzfs' ``libzfs_core`` where it offers the operation.
+
+    ``lzc_exists``, ``lzc_snapshot``, ``lzc_destroy_snaps`` (single snapshot),
+    ``lzc_clone`` (then mount like ``zfs clone`` does), ``lzc_rename`` (single
+    snapshot, when the C library has it) and ``lzc_get_holds``. Everything
+    else, including anything that mounts or unmounts, goes through the CLI.
+    """
+
+    name = 'libzfs_core'
+
+    def __init__(self, runner, lzc=None, **kwargs):
+        super(LibzfsCoreBackend, self).__init__(runner, **kwargs)
+        if lzc is None:
+            lzc, import_error = _load_libzfs_core()
+            if lzc is None:
+                raise MissingLibraryError('pyzfs', exception=import_error)
+        self.lzc = lzc
+
+    def _error(self, exc, func, names):
+        errors = list(getattr(exc, 'errors', None) or [exc])
+        codes = [getattr(e, 'errno', None) for e in errors]
+        not_found = errno.ENOENT in codes or any(type(e).__name__.endswith('NotFound') for e in errors)
+        cls = DatasetNotFoundError if not_found else ZfsError
+        detail = '; '.join(str(e) or type(e).__name__ for e in errors)
+        message = 'libzfs_core.%s(%s) failed: %s' % (func, ', '.join(names), detail)
+        return cls(message, cmd=['libzfs_core.' + func] + list(names), rc=codes[0], stderr=detail)
+
+    def _call(self, func, names, *args):
+        try:
+            return getattr(self.lzc, func)(*args)
+        except NotImplementedError:
+            raise
+        except Exception as exc:  # pylint: disable=broad-except
+            # pyzfs raises libzfs_core.exceptions.ZFSError subclasses
+            raise self._error(exc, func, names)
+
+    def _supported(self, func):
+        function = getattr(self.lzc, func, None)
+        if function is None:
+            return False
+        is_supported = getattr(self.lzc, 'is_supported', None)
+        if is_supported is None:
+            return True
+        try:
+            return bool(is_supported(function))
+        except (ValueError, TypeError):
+            return True
+
+    def exists(self, name):
+        _check_name(name)
+        return bool(self._call('lzc_exists', [name], _to_bytes(name)))
+
+    def snapshot(self, name):
+        _check_snapshot_name(name)
+        self._call('lzc_snapshot', [name], [_to_bytes(name)])
+
+    def destroy(self, name, recursive=False):
+        if '@' not in name or recursive:
+            super(LibzfsCoreBackend, self).destroy(name, recursive)
+            return
+        _check_snapshot_name(name)
+        # lzc_destroy_snaps silently ignores missing snapshots; the CLI does not.
+        if not self.exists(name):
+            raise DatasetNotFoundError('cannot destroy %s: dataset does not exist' % name,
+                                       cmd=['libzfs_core.lzc_destroy_snaps', name])
+        self._call('lzc_destroy_snaps', [name], [_to_bytes(name)], False)
+
+    def clone(self, snapshot, target, props=None):
+        _check_snapshot_name(snapshot)
+        _check_name(target)
+        if props:
+            # property values would need typed nvlists; the CLI parses them for us
+            super(LibzfsCoreBackend, self).clone(snapshot, target, props)
+            return
+        self._call('lzc_clone', [target, snapshot], _to_bytes(target), _to_bytes(snapshot))
+        # lzc_clone does not mount; "zfs clone" mounts filesystems that can be mounted
+        info = self.get_properties(target, ('type', 'canmount', 'mountpoint'))[target]
+        if info['type'] == 'filesystem' and info['canmount'] == 'on' and info['mountpoint'] not in (None, 'none', 'legacy'):
+            self.mount(target)
+
+    def rename(self, old, new, recursive=False):
+        if '@' in old and not recursive and self._supported('lzc_rename'):
+            _check_snapshot_name(old)
+            _check_snapshot_name(new)
+            try:
+                self._call('lzc_rename', [old, new], _to_bytes(old), _to_bytes(new))
+                return
+            except NotImplementedError:
+                pass
+        super(LibzfsCoreBackend, self).rename(old, new, recursive)
+
+    def get_holds(self, snapshot):
+        _check_snapshot_name(snapshot)
+        holds = self._call('lzc_get_holds', [snapshot], _to_bytes(snapshot))
+        return sorted(_to_text(tag) for tag in holds)
+
+
+def libzfs_core_usable(lzc):
+    """``(True, None)`` if ``lzc`` looks like working pyzfs bindings, else ``(False, reason)``."""
+    for func in ('lzc_exists', 'lzc_snapshot', 'lzc_destroy_snaps', 'lzc_clone', 'lzc_get_holds'):
+        if not callable(getattr(lzc, func, None)):
+            return False, 'libzfs_core has no %s' % func
+    try:
+        # the first call opens /dev/zfs; a missing or unusable kernel module fails here
+        lzc.lzc_exists(b'imgadm-probe-no-such-pool')
+    except Exception as exc:  # pylint: disable=broad-except
+        return False, 'libzfs_core is not usable: %s' % (str(exc) or type(exc).__name__)
+    return True, None
+
+
+def get_backend(runner, prefer='auto', **kwargs):
+    """Choose a backend: ``'cli'``, ``'libzfs_core'`` or ``'auto'``.
+
+    ``auto`` takes libzfs_core when pyzfs imports and answers a probe, else the
+    CLI. ``libzfs_core`` raises ``MissingLibraryError('pyzfs')`` when it cannot.
+    Extra keyword arguments go to the backend constructor.
+    """
+    if prefer not in ('auto', 'cli', 'libzfs_core'):
+        raise ValueError("prefer must be 'auto', 'cli' or 'libzfs_core', not %r" % (prefer,))
+    if prefer == 'cli':
+        return CliBackend(runner, **kwargs)
+    lzc, import_error = _load_libzfs_core()
+    if lzc is None:
+        if prefer == 'libzfs_core':
+            raise MissingLibraryError('pyzfs', exception=import_error)
+        return CliBackend(runner, **kwargs)
+    usable, reason = libzfs_core_usable(lzc)
+    if not usable:
+        if prefer == 'libzfs_core':
+            raise MissingLibraryError('pyzfs', reason='(%s)' % reason)
+        return CliBackend(runner, **kwargs)
+    return LibzfsCoreBackend(runner, lzc=lzc, **kwargs)
+
+
+__all__ = (
+    'HAS_LIBZFS_CORE', 'LIBZFS_CORE_IMPORT_ERROR', 'ZFS_ENVIRON', 'SBIN_DIRS', 'DATASET_TYPES',
+    'NUMERIC_PROPERTIES', 'PROPERTY_ALIASES', 'subprocess_run_command', 'find_bin', 'ZfsRunner',
+    'ZfsBackend', 'CliBackend', 'LibzfsCoreBackend', 'libzfs_core_usable', 'get_backend',
+)

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Install everything the demo and the tests need on a fresh Debian machine (as root):
+# Debian packages (zfs-fuse, compressors, rsync) and pinned virtualenvs.
+#   .venv       ansible-core 2.19 on Python 3.11
+#   .venv-2.21  ansible-core 2.21 on Python 3.12+ (skipped, with a message, when no such Python exists)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+
+need_pkgs=()
+command -v zfs >/dev/null 2>&1 || need_pkgs+=(zfs-fuse)
+command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
+command -v xz >/dev/null 2>&1 || need_pkgs+=(xz-utils)
+command -v bzip2 >/dev/null 2>&1 || need_pkgs+=(bzip2)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+    echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+find_python() {
+    # first argument: minor versions to try, best first
+    local v p
+    for v in "$@"; do
+        for p in "/root/.pyenv/versions/$v"*/bin/python"$v" "$(command -v "python$v" 2>/dev/null || true)" "/usr/bin/python$v"; do
+            if [ -n "$p" ] && [ -x "$p" ] && "$p" -c 'import venv' >/dev/null 2>&1; then
+                echo "$p"
+                return 0
+            fi
+        done
+    done
+    return 1
+}
+
+make_venv() {
+    local dir=$1 py=$2 req=$3
+    local stamp="$dir/.stamp"
+    local want
+    want="$(sha256sum "$req" | cut -d' ' -f1) $py"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    echo "bootstrap: creating $dir with $py from $req"
+    rm -rf "$dir"
+    "$py" -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check -r "$req"
+    echo "$want" > "$stamp"
+}
+
+py311=$(find_python 3.11) || { echo "bootstrap: no Python 3.11 found" >&2; exit 1; }
+make_venv .venv "$py311" tests/requirements-2.19.txt
+
+if py312=$(find_python 3.12 3.13); then
+    make_venv .venv-2.21 "$py312" tests/requirements-2.21.txt
+else
+    echo "bootstrap: no Python 3.12+ here: ansible-core 2.21 checks will be skipped"
+fi
+
+
+# ansible-test --venv downloads a get-pip.py script from a host this workplace cannot
+# reach; give it a stand-in that installs pip from a wheel fetched from PyPI.
+cache="$HOME/.ansible/test/cache"
+mkdir -p "$cache"
+for venv in .venv .venv-2.21; do
+    [ -x "$venv/bin/python" ] || continue
+    pipver=$("$venv/bin/python" - <<'PY'
+import re, ansible_test, os
+src = open(os.path.join(os.path.dirname(ansible_test.__file__), '_internal', 'python_requirements.py')).read()
+print(re.search(r"pip='([0-9.]+)'", src).group(1))
+PY
+)
+    shim="$cache/get_pip_${pipver//./_}.py"
+    if [ ! -f "$shim" ] || ! ls "$cache"/pip-"$pipver"-*.whl >/dev/null 2>&1; then
+        "$venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$cache" "pip==$pipver"
+        cp tests/bin/get_pip_shim.py "$shim"
+    fi
+done
+echo "bootstrap: ansible-test pip bootstrap ready"
+echo "bootstrap: ok"
