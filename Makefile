@@ -8,6 +8,7 @@ VENV221 := $(TOP)/.venv-2.21
 BUILD_ROOT ?= /var/tmp/smartos-imgadm-build
 COLL := $(BUILD_ROOT)/ansible_collections/smartos/imgadm
 export IMGADM_BUILD_ROOT := $(BUILD_ROOT)
+export PATH := $(BUILD_ROOT)/bin:$(PATH)
 
 .PHONY: demo test bootstrap stage sanity sanity-2.19 sanity-2.21 units world-tests integration world-up world-down clean
 

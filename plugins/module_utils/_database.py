@@ -29,6 +29,7 @@ __metaclass__ = type
 
 import errno
 import json
+import math
 import os
 import re
 import tempfile
@@ -64,7 +65,7 @@ def _normalise_numbers(value):
     if isinstance(value, bool):
         return value
     if isinstance(value, float):
-        if value != value or value in (float('inf'), float('-inf')):
+        if math.isnan(value) or math.isinf(value):
             return None  # JSON.stringify writes null for NaN and Infinity
         if value.is_integer() and abs(value) < 1e21:
             return int(value)

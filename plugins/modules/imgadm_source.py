@@ -25,7 +25,7 @@ description:
   - The stock C(imgadm) 3.9.5 inverts the per-source insecure flag (an insecure source gets its certificate
     checked); the sources this module writes are the same, but the collection's own modules honour the flag as documented.
 author:
-  - smartos.imgadm developers
+  - smartos.imgadm developers (@smartos-imgadm)
 extends_documentation_fragment:
   - smartos.imgadm._attributes
   - smartos.imgadm._attributes.ACTIONGROUP_IMGADM

@@ -5,7 +5,7 @@
 #   .venv-2.21  ansible-core 2.21 on Python 3.12+ (skipped, with a message, when no such Python exists)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$top"
+cd "$top" || exit 1
 
 need_pkgs=()
 command -v zfs >/dev/null 2>&1 || need_pkgs+=(zfs-fuse)
@@ -13,6 +13,7 @@ command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
 command -v xz >/dev/null 2>&1 || need_pkgs+=(xz-utils)
 command -v bzip2 >/dev/null 2>&1 || need_pkgs+=(bzip2)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v shellcheck >/dev/null 2>&1 || need_pkgs+=(shellcheck)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -78,4 +79,19 @@ PY
     fi
 done
 echo "bootstrap: ansible-test pip bootstrap ready"
+
+# ansible-test looks for python3.N on PATH; pyenv's shims answer for versions that are not
+# activated with exit 127, so link the real interpreters into one directory that the
+# Makefile puts first on PATH.
+pybin="${IMGADM_BUILD_ROOT:-/var/tmp/smartos-imgadm-build}/bin"
+mkdir -p "$pybin"
+for v in 3.9 3.10 3.11 3.12 3.13 3.14; do
+    for p in /root/.pyenv/versions/"$v".*/bin/python"$v" /usr/bin/python"$v"; do
+        if [ -x "$p" ] && "$p" -c 'import sys' >/dev/null 2>&1; then
+            ln -sfn "$p" "$pybin/python$v"
+            break
+        fi
+    done
+done
+echo "bootstrap: interpreters for ansible-test in $pybin:" "$pybin"/python3.*
 echo "bootstrap: ok"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make demo`: a local zfs-fuse pool and our local image server (tests/world), seeded
+# with a few real images built on that pool, and a real playbook (demo/site.yml)
+# run against this host with the collection staged for Ansible.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+export IMGADM_BUILD_ROOT=${IMGADM_BUILD_ROOT:-/var/tmp/smartos-imgadm-build}
+export IMGADM_WORLD_DIR=${IMGADM_WORLD_DIR:-/var/tmp/smartos-imgadm-world}
+bash "$top/tests/world/world.sh" up
+# shellcheck disable=SC1091
+. "$IMGADM_WORLD_DIR/world.env"
+bash "$top/tests/bin/stage.sh" >/dev/null
+
+"$top/.venv/bin/python" "$top/tests/world/seed_demo.py" --pool "$IMGADM_TEST_POOL" --server-data "$IMGADM_SERVER_DATA"
+
+state="$top/demo/.state"
+mkdir -p "$state"
+cat > "$state/inventory.ini" <<INV
+[smartos]
+demo-host ansible_connection=local ansible_python_interpreter=$top/.venv/bin/python
+
+[smartos:vars]
+demo_image_server=$IMGADM_TEST_URL
+demo_imgadm_dir=$state/var-imgadm
+INV
+export ANSIBLE_COLLECTIONS_PATH="$IMGADM_BUILD_ROOT"
+export ANSIBLE_STDOUT_CALLBACK=default
+export ANSIBLE_NOCOLOR=1
+"$top/.venv/bin/ansible-playbook" -i "$state/inventory.ini" "$top/demo/site.yml" "$@"
+echo
+echo "demo: imgadm.conf written by the playbook ($state/var-imgadm/imgadm.conf):"
+cat "$state/var-imgadm/imgadm.conf"; echo

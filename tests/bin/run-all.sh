@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Everything `make test` runs, in order; each step's output goes to the console.
+# Ends with one summary line "tests: N passed, N failed" counting the steps.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top" || exit 1
+export IMGADM_BUILD_ROOT=${IMGADM_BUILD_ROOT:-/var/tmp/smartos-imgadm-build}
+
+passed=0; failed=0; failures=()
+step() {
+    local name=$1; shift
+    echo "=================== $name ==================="
+    local t0=$SECONDS
+    if "$@"; then
+        passed=$((passed + 1)); echo "--- $name: ok ($((SECONDS - t0)) s)"
+    else
+        failed=$((failed + 1)); failures+=("$name"); echo "--- $name: FAILED ($((SECONDS - t0)) s)"
+    fi
+}
+
+step "sanity (ansible-core 2.19)" make -s sanity-2.19
+step "sanity (ansible-core 2.21)" make -s sanity-2.21
+step "units" make -s units
+step "test world" make -s world-tests
+step "integration" make -s integration
+bash tests/world/world.sh down >/dev/null 2>&1 || true
+
+echo
+if [ "$failed" -gt 0 ]; then
+    echo "failed steps: ${failures[*]}"
+fi
+echo "steps: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

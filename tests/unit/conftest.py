@@ -1,0 +1,12 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) smartos.imgadm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'real_zfs: runs against a real ZFS pool on a sparse file (needs root and zfs)')

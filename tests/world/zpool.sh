@@ -1,0 +1,151 @@
+#!/bin/bash
+# Test ZFS pools on sparse files, for the smartos.imgadm test world.
+#
+#   zpool.sh up   [POOL] [SIZE]   ensure zfs (zfs-fuse) is installed and its
+#                                 daemon runs, and POOL exists (default pool
+#                                 $IMGADM_TEST_POOL or "zones", size 4G), on
+#                                 /var/tmp/smartos-imgadm-pools/POOL.img
+#   zpool.sh down [POOL]          destroy POOL and remove its file
+#   zpool.sh status [POOL]        exit 0 if POOL is imported
+#
+# Idempotent; needs root. Installs zfs-fuse with apt-get when `zfs` is
+# missing. Prints "POOL MOUNTPOINT" after `up`.
+set -euo pipefail
+
+POOL_DIR=${IMGADM_TEST_POOL_DIR:-/var/tmp/smartos-imgadm-pools}
+PIDFILE=/var/run/zfs-fuse.pid
+DAEMON_WAIT=${IMGADM_ZFS_DAEMON_WAIT:-30}
+
+die() { echo "zpool.sh: $*" >&2; exit 1; }
+log() { echo "zpool.sh: $*" >&2; }
+
+usage() {
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+}
+
+need_root() {
+    [ "$(id -u)" = 0 ] || die "must run as root"
+}
+
+ensure_zfs_installed() {
+    if command -v zfs >/dev/null 2>&1 && command -v zpool >/dev/null 2>&1; then
+        return 0
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "zfs is missing and apt-get is not available"
+    log "installing zfs-fuse"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y zfs-fuse
+    command -v zfs >/dev/null 2>&1 || die "zfs still missing after installing zfs-fuse"
+}
+
+daemon_answers() {
+    # `zpool list` fails ("connect: Connection refused") without a daemon.
+    zpool list >/dev/null 2>&1
+}
+
+ensure_daemon() {
+    if daemon_answers; then
+        return 0
+    fi
+    if command -v zfs-fuse >/dev/null 2>&1 && ! pgrep -x zfs-fuse >/dev/null 2>&1; then
+        if [ ! -e /dev/fuse ]; then
+            modprobe fuse >/dev/null 2>&1 || true
+            [ -e /dev/fuse ] || mknod -m 666 /dev/fuse c 10 229 || true
+        fi
+        mkdir -p "$(dirname "$PIDFILE")" /var/lib/zfs /etc/zfs
+        # A stale pid file makes zfs-fuse refuse to start.
+        if [ -f "$PIDFILE" ] && ! kill -0 "$(cat "$PIDFILE" 2>/dev/null)" 2>/dev/null; then
+            rm -f "$PIDFILE"
+        fi
+        log "starting zfs-fuse"
+        zfs-fuse --pidfile "$PIDFILE" || die "zfs-fuse failed to start"
+    fi
+    local i=0
+    while ! daemon_answers; do
+        i=$((i + 1))
+        [ "$i" -le $((DAEMON_WAIT * 5)) ] || die "zfs daemon does not answer after ${DAEMON_WAIT}s"
+        sleep 0.2
+    done
+}
+
+pool_exists() {
+    zpool list -H -o name "$1" >/dev/null 2>&1
+}
+
+cmd_up() {
+    local pool=$1 size=$2 img
+    img="$POOL_DIR/$pool.img"
+    need_root
+    ensure_zfs_installed
+    ensure_daemon
+    if ! pool_exists "$pool"; then
+        mkdir -p "$POOL_DIR"
+        if [ -f "$img" ]; then
+            # Left over from an earlier run (e.g. the daemon restarted).
+            zpool import -d "$POOL_DIR" "$pool" >/dev/null 2>&1 || true
+        fi
+        if ! pool_exists "$pool"; then
+            rm -f "$img"
+            truncate -s "$size" "$img"
+            local out
+            if ! out=$(zpool create -f "$pool" "$img" 2>&1); then
+                rm -f "$img"
+                die "zpool create $pool failed: $out"
+            fi
+            log "created pool $pool ($size) on $img"
+        else
+            log "imported pool $pool from $img"
+        fi
+    fi
+    pool_exists "$pool" || die "pool $pool is not available"
+    echo "$pool $(zfs get -H -o value mountpoint "$pool")"
+}
+
+cmd_down() {
+    local pool=$1 img
+    img="$POOL_DIR/$pool.img"
+    need_root
+    if command -v zpool >/dev/null 2>&1 && daemon_answers && pool_exists "$pool"; then
+        local tries=0
+        until zpool destroy -f "$pool" 2>/dev/null; do
+            tries=$((tries + 1))
+            if [ "$tries" -ge 10 ]; then
+                zpool destroy -f "$pool" || die "zpool destroy $pool failed"
+            fi
+            # unmount deepest first, then retry
+            zfs list -H -o name -t filesystem -r "$pool" 2>/dev/null \
+                | awk -F/ '{print NF "\t" $0}' | sort -rn | cut -f2- \
+                | while read -r ds; do zfs unmount -f "$ds" >/dev/null 2>&1 || true; done
+            sleep 0.3
+        done
+        log "destroyed pool $pool"
+    fi
+    rm -f "$img"
+}
+
+cmd_status() {
+    local pool=$1
+    daemon_answers && pool_exists "$pool"
+}
+
+main() {
+    local cmd=${1:-}
+    [ -n "$cmd" ] || usage
+    shift
+    local pool=${1:-${IMGADM_TEST_POOL:-zones}}
+    local size=${2:-4G}
+    case "$pool" in
+        */*|*@*|"") die "invalid pool name: '$pool'" ;;
+    esac
+    case "$cmd" in
+        up) cmd_up "$pool" "$size" ;;
+        down) cmd_down "$pool" ;;
+        status) cmd_status "$pool" ;;
+        -h|--help|help) usage ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"
