@@ -37,7 +37,7 @@ import traceback
 import uuid as _uuid_mod
 import warnings
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 try:
     import requests
@@ -68,6 +68,7 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     UsageError,
 )
 from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import validate_uuid
+from ansible_collections.smartos.imgadm.plugins.module_utils._sources import norm_url, split_channel
 
 
 COLLECTION_NAME = 'smartos.imgadm'
@@ -83,65 +84,10 @@ IDEMPOTENT_METHODS = frozenset(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
 # 501 NotAvailable and 505 are not transient
 _NO_RETRY_5XX = frozenset([501, 505])
 
-_SCHEME_RE = re.compile(r'^\w+://')
 _DSAPI_RE = re.compile(r'/datasets/?$')
 
 
 # ---- URLs
-
-def norm_url(url):
-    """Normalise a source URL like imgadm's ``normUrlFromUrl``.
-
-    Prepend ``http://`` if there is no scheme, strip one trailing ``/`` from
-    the path, drop ``:443`` for https and ``:80`` for http. The scheme and
-    host are lower-cased (as node's ``url.parse`` does); a query is kept.
-    """
-    if not isinstance(url, str) or not url.strip():
-        raise UsageError('invalid source URL: %r' % (url,), field='url')
-    url = url.strip()
-    if not _SCHEME_RE.match(url):
-        url = 'http://' + url
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    netloc = parts.netloc
-    userinfo = ''
-    if '@' in netloc:
-        userinfo, netloc = netloc.rsplit('@', 1)
-        userinfo += '@'
-    host, port = netloc, None
-    if netloc.startswith('['):
-        end = netloc.find(']')
-        if end != -1 and netloc[end + 1:end + 2] == ':':
-            host, port = netloc[:end + 1], netloc[end + 2:]
-    elif ':' in netloc:
-        host, port = netloc.rsplit(':', 1)
-    host = host.lower()
-    if port is not None and ((scheme == 'https' and port == '443') or (scheme == 'http' and port == '80')):
-        port = None
-    netloc = userinfo + host + (':' + port if port is not None else '')
-    path = parts.path
-    if path.endswith('/'):
-        path = path[:-1]
-    return urlunsplit((scheme, netloc, path, parts.query, parts.fragment))
-
-
-def split_channel(url):
-    """Strip a ``channel=X`` query parameter from ``url``; return ``(url_without_it, channel_or_None)``.
-
-    Other query parameters are kept. A trailing ``?`` left over is dropped.
-    """
-    parts = urlsplit(url)
-    if not parts.query:
-        return url, None
-    channel = None
-    kept = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == 'channel':
-            channel = value or None
-        else:
-            kept.append((key, value))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), parts.fragment)), channel
-
 
 def default_user_agent():
     """``smartos.imgadm/<ver> (python/<ver>; requests/<ver>)``."""
@@ -254,7 +200,7 @@ class ImageFile(object):
             raise ImgapiConnectionError(
                 '%s: connection lost after %d bytes of the image file: %s' % (self.url, self.bytes_read, exc),
                 url=self.url, bytes_read=self.bytes_read, content_length=self.content_length)
-        if False:
+        if self.content_length is not None and self.bytes_read != self.content_length:
             raise ImgapiConnectionError(
                 '%s: truncated image file: expected %d bytes (Content-Length), got %d'
                 % (self.url, self.content_length, self.bytes_read),

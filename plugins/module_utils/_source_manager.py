@@ -87,7 +87,8 @@ def run_sources(module, ping=ping_source):
         if plan.changed:
             if not params.get('force'):
                 for source in plan.to_ping:
-                    ping(source, params)
+                    if source.type != 'docker':  # a Docker registry has no IMGAPI ping
+                        ping(source, params)
             for text in plan.actions:
                 result.action(text)
             config.set_source_entries(plan.entries)

@@ -48,6 +48,9 @@ _SCHEME_RE = re.compile(r'^\w+://')
 
 def norm_url(url):
     """The reference's ``normUrlFromUrl``."""
+    if not isinstance(url, str) or not url.strip():
+        raise UsageError('invalid source URL: %r' % (url,), field='url')
+    url = url.strip()
     if not _SCHEME_RE.match(url):
         url = 'http://' + url
     parts = urlsplit(url)
@@ -85,7 +88,7 @@ def split_channel(url):
     rest = []
     for k, v in query:
         if k == 'channel':
-            channel = v
+            channel = v or None
         else:
             rest.append((k, v))
     base = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))

@@ -75,6 +75,7 @@ options:
   force:
     description:
       - Skip the ping check of new sources (C(imgadm sources -f)).
+      - V(docker) sources are never pinged.
     type: bool
     default: false
   sources:

@@ -47,7 +47,6 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -440,16 +439,20 @@ class ImageStore:
 
     @staticmethod
     def _key(st):
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def refresh(self, force=False):
-        """Pick up JSON files added/changed/removed by other tools."""
+        """Pick up JSON files added, replaced or removed by other tools.
+
+        Cheap: only when the directory changed (its mtime, which is just
+        jiffy-granular, so it is re-checked for 3 s after a change), and
+        then by dirent inode; a file replaced by rename gets a new inode.
+        `force` also stats every file, catching in-place rewrites."""
         try:
             dst = os.stat(self.images_dir)
         except FileNotFoundError:
             os.makedirs(self.images_dir, exist_ok=True)
             dst = os.stat(self.images_dir)
-        # Directory mtimes are only jiffy-granular: rescan while "recent".
         recent = time.time_ns() - dst.st_mtime_ns < 3 * 10 ** 9
         if not force and not recent and dst.st_mtime_ns == self._dir_mtime:
             return
@@ -462,13 +465,17 @@ class ImageStore:
                 u = name[:-5]
                 if not UUID_RE.match(u):
                     continue
-                try:
-                    st = ent.stat()
-                except FileNotFoundError:
-                    continue
                 seen.add(u)
-                key = self._key(st)
-                if self._stat.get(u) == key and u in self.records:
+                known = self._stat.get(u) if u in self.records else None
+                if known is not None and not force and \
+                        known[0] == ent.inode():
+                    continue
+                try:
+                    key = self._key(ent.stat())
+                except FileNotFoundError:
+                    seen.discard(u)
+                    continue
+                if known == key:
                     continue
                 try:
                     with open(ent.path, "rb") as f:
@@ -2250,8 +2257,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 new.pop(k, None)
             else:
                 new[k] = val
-        if "disabled" in new and new.get("state") in ("active", "disabled"):
-            pass
         self.app.validate(new)
         return new
 

@@ -41,8 +41,9 @@ def pools():
     """(build pool, receive pool), created with zpool.sh. Fails loudly if
     ZFS cannot be set up; destroys both pools afterwards."""
     try:
-        zpool_sh("up", BUILD_POOL, "512M")
-        zpool_sh("up", RECV_POOL, "512M")
+        for pool in (BUILD_POOL, RECV_POOL):
+            zpool_sh("down", pool)      # start from empty pools
+            zpool_sh("up", pool, "512M")
     except (RuntimeError, OSError) as e:
         pytest.fail("cannot set up ZFS test pools: %s" % e, pytrace=False)
     yield BUILD_POOL, RECV_POOL

@@ -517,7 +517,8 @@ def test_upload_chunked_and_keepalive_after_error(make_server):
 def test_admin_import(make_server, tmp_path):
     srv = make_server(mode="public")
     url = srv.url
-    body = manifest(v=2, uuid=u(7), owner="11111111-2222-4333-8444-555555555555",
+    body = manifest(v=2, uuid=u(7),
+                    owner="11111111-2222-4333-8444-555555555555",
                     published_at="2018-04-09T08:25:52Z", state="active",
                     files=[{"sha1": "x", "size": 1, "compression": "gzip"}])
     r = requests.post(url + "/images/%s?action=import" % u(7), json=body)
@@ -562,6 +563,44 @@ def test_delete_image_and_dependents(make_server, tmp_path):
     assert os.listdir(os.path.join(d, "images")) == []
 
 
+def test_acl_icon_and_account_scoping(make_server, tmp_path):
+    d = str(tmp_path / "acl")
+    alice = "aaaaaaaa-0000-4000-8000-000000000001"
+    bob = "bbbbbbbb-0000-4000-8000-000000000002"
+    seed_image(d, 1, public=False, owner=alice)
+    seed_image(d, 2, public=True)
+    srv = make_server(data_dir=d, mode="dc")
+    url = srv.url + "/images/" + u(1)
+    assert requests.get(url + "?account=" + alice).status_code == 200
+    r = requests.get(url + "?account=" + bob)
+    assert r.status_code == 404 and r.json()["message"] == "image not found"
+    assert uuids(requests.get(srv.url + "/images?account=" + bob)) == [u(2)]
+    r = requests.post(url + "/acl?account=" + alice, json=[bob])
+    assert r.status_code == 200 and r.json()["acl"] == [bob]
+    assert requests.get(url + "?account=" + bob).status_code == 200
+    assert uuids(requests.get(srv.url + "/images?account=" + bob)) == \
+        [u(1), u(2)]
+    r = requests.post(url + "?action=update&account=" + bob,
+                      json={"description": "x"})
+    assert r.status_code == 422 and r.json()["code"] == "NotImageOwner"
+    assert requests.post(url + "/acl", json={"a": 1}).status_code == 422
+    r = requests.post(url + "/acl?action=remove", json=[bob])
+    assert "acl" not in r.json()
+    # icons
+    png = b"\x89PNG\r\n\x1a\n" + os.urandom(100)
+    assert requests.get(url + "/icon").status_code == 404
+    r = requests.put(url + "/icon", data=png,
+                     headers={"Content-Type": "image/png"})
+    assert r.status_code == 200 and r.json()["icon"] is True
+    r = requests.get(url + "/icon")
+    assert r.content == png and r.headers["Content-Type"] == "image/png"
+    assert r.headers["Content-MD5"] == b64md5(png)
+    assert requests.put(url + "/icon", data=png, headers={
+        "Content-Type": "text/plain"}).json()["code"] == "Upload"
+    r = requests.delete(url + "/icon")
+    assert r.status_code == 200 and "icon" not in r.json()
+
+
 def test_images_added_to_data_dir_are_picked_up(make_server, tmp_path):
     d = str(tmp_path / "live")
     srv = make_server(data_dir=d)
@@ -571,6 +610,20 @@ def test_images_added_to_data_dir_are_picked_up(make_server, tmp_path):
     assert uuids(requests.get(srv.url + "/images")) == [u(1), u(2)]
     os.unlink(os.path.join(d, "images", u(1) + ".json"))
     assert uuids(requests.get(srv.url + "/images")) == [u(2)]
+    # replaced by rename (what add_image_to_data_dir does): picked up
+    seed_image(d, 2, description="v2")
+    assert requests.get(srv.url + "/images/" + u(2)).json()[
+        "description"] == "v2"
+    # rewritten in place: needs a forced reload (srv.reload or HTTP)
+    path = os.path.join(d, "images", u(2) + ".json")
+    rec = json.load(open(path))
+    rec["description"] = "v3"
+    with open(path, "r+") as f:
+        f.write(json.dumps(rec))
+        f.truncate()
+    assert requests.post(srv.url + "/__reload").json() == {"images": 1}
+    assert requests.get(srv.url + "/images/" + u(2)).json()[
+        "description"] == "v3"
 
 
 def test_request_log(make_server):
