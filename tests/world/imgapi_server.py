@@ -1301,7 +1301,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.req_url = self.path
         self.query = parse_qs(split.query, keep_blank_values=True)
         self.body = BodyReader(self)
-        entry = None
+        entry = self._log_entry = None
         control = self.req_path.startswith("/__")
         if not control:
             hdrs = {}
@@ -1313,6 +1313,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "time": iso_now(), "method": self.command, "path": self.path,
                 "route": self.req_path, "headers": hdrs, "status": None,
                 "faults": []})
+            self._log_entry = entry
             self.app.store.refresh()
             self._faults = self.app.faults.match(self.command, self.req_path)
             if self._faults:
@@ -1370,6 +1371,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
         if self._faults and self._faults.slow:
             self._sleep(self._faults.slow)
+        if self._log_entry is not None:
+            # before the client can see the response
+            self._log_entry["status"] = status
+            self._log_entry["request_body_bytes"] = self.body.received
         self.send_response_only(status)
         if routed:
             self.send_header("Server", SERVER_HEADER)
