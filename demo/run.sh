@@ -11,7 +11,7 @@ bash "$top/tests/world/world.sh" up
 . "$IMGADM_WORLD_DIR/world.env"
 bash "$top/tests/bin/stage.sh" >/dev/null
 
-"$top/.venv/bin/python" "$top/tests/world/seed_demo.py" --pool "$IMGADM_TEST_POOL" --server-data "$IMGADM_SERVER_DATA"
+"$top/.venv/bin/python" "$top/tests/world/seed_demo.py" --pool "$IMGADM_BUILD_POOL" --server-data "$IMGADM_SERVER_DATA"
 
 state="$top/demo/.state"
 mkdir -p "$state"

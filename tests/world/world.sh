@@ -6,11 +6,16 @@
 #   world.sh down    stop the image server and destroy the pool
 #   world.sh env     print the world's settings as shell assignments
 #
-# Settings (environment): IMGADM_TEST_POOL (default zones), IMGADM_WORLD_DIR
+# Settings (environment): IMGADM_TEST_POOL (default zones), IMGADM_BUILD_POOL (default
+# imgbuild), IMGADM_WORLD_DIR
 # (default /var/tmp/smartos-imgadm-world), IMGADM_TEST_POOL_SIZE (default 4G).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 pool=${IMGADM_TEST_POOL:-zones}
+# images are built in a pool of their own: an incremental `zfs receive` finds its
+# origin snapshot by guid anywhere in the target pool, so builds next to installs
+# would satisfy origins that are not installed
+build_pool=${IMGADM_BUILD_POOL:-imgbuild}
 world=${IMGADM_WORLD_DIR:-/var/tmp/smartos-imgadm-world}
 size=${IMGADM_TEST_POOL_SIZE:-4G}
 top=$(cd "$here/../.." && pwd)
@@ -29,6 +34,7 @@ write_env() {
     local url=$1
     cat > "$world/world.env" <<ENV
 IMGADM_TEST_POOL=$pool
+IMGADM_BUILD_POOL=$build_pool
 IMGADM_TEST_URL=$url
 IMGADM_WORLD_DIR=$world
 IMGADM_SERVER_DATA=$world/server
@@ -39,6 +45,7 @@ ENV
     cat > "$world/world.yml" <<YML
 ---
 imgadm_test_pool: $pool
+imgadm_build_pool: $build_pool
 imgadm_test_url: $url
 imgadm_world_dir: $world
 imgadm_server_data: $world/server
@@ -52,6 +59,7 @@ YML
 up() {
     mkdir -p "$world/server/images" "$world/fake-state"
     bash "$here/zpool.sh" up "$pool" "$size"
+    bash "$here/zpool.sh" up "$build_pool" "$size"
     if ! pid=$(server_pid); then
         rm -f "$world/server.port"
         nohup "$python" "$here/imgapi_server.py" --data-dir "$world/server" --port 0 \
@@ -67,7 +75,7 @@ up() {
     url="http://127.0.0.1:$port"
     curl -fsS "$url/ping" >/dev/null || { echo "world: image server at $url does not answer /ping" >&2; exit 1; }
     write_env "$url"
-    echo "world: pool $pool, image server $url, state in $world"
+    echo "world: pool $pool (builds in $build_pool), image server $url, state in $world"
 }
 
 down() {
@@ -77,6 +85,7 @@ down() {
     fi
     rm -f "$world/server.pid" "$world/server.port"
     bash "$here/zpool.sh" down "$pool" || true
+    bash "$here/zpool.sh" down "$build_pool" || true
 }
 
 case "${1:-}" in
