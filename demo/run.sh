@@ -9,6 +9,7 @@ export IMGADM_WORLD_DIR=${IMGADM_WORLD_DIR:-/var/tmp/smartos-imgadm-world}
 bash "$top/tests/world/world.sh" up
 # shellcheck disable=SC1091
 . "$IMGADM_WORLD_DIR/world.env"
+: "${IMGADM_BUILD_POOL:?}" "${IMGADM_SERVER_DATA:?}" "${IMGADM_TEST_URL:?}"
 bash "$top/tests/bin/stage.sh" >/dev/null
 
 "$top/.venv/bin/python" "$top/tests/world/seed_demo.py" --pool "$IMGADM_BUILD_POOL" --server-data "$IMGADM_SERVER_DATA"

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build real SmartOS-style test images on a real ZFS pool.
 
 An image is a ZFS dataset POOL/imgbuild/UUID (or, for an incremental
@@ -61,7 +60,7 @@ class ZfsError(RuntimeError):
 def run(argv, check=True, input=None):
     """Run a command, capture output; ZfsError with stderr on failure."""
     p = subprocess.run(argv, input=input, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE)
+                       stderr=subprocess.PIPE, check=False)
     if check and p.returncode != 0:
         raise ZfsError("%s failed (exit %d): %s"
                        % (" ".join(argv), p.returncode,
@@ -144,7 +143,7 @@ def zfs_destroy(name, zfs="zfs", dependents=False):
     if "@" not in name:
         zfs_unmount_tree(name, zfs)
     last = None
-    for _ in range(5):
+    for dummy in range(5):
         p = run([zfs, "destroy", "-R" if deps else "-r", name], check=False)
         if p.returncode == 0 or not zfs_exists(name, zfs):
             return True
@@ -234,8 +233,7 @@ def compress_stream(src, dst, compression="gzip", level=None):
                     return
                 yield b
         else:
-            for b in obj:
-                yield b
+            yield from obj
 
     try:
         argv = compressor_argv(compression, level)
@@ -549,7 +547,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     files = {}
     for spec in a.file:
-        rel, _, content = spec.partition("=")
+        rel, _sep, content = spec.partition("=")
         files[rel] = content
     res = build_image(
         a.pool, a.out_dir, a.name, a.version, compression=a.compression,

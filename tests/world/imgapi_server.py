@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A local IMGAPI (Triton Images API) server for tests.
 
 It follows /work/shared/reference/imgapi.md (IMGAPI 4.13.1 as observed on
@@ -926,7 +925,7 @@ def parse_channels(spec):
             if it.get("default"):
                 ch["default"] = True
         else:
-            name, _, desc = it.partition(":")
+            name, _sep, desc = it.partition(":")
             name = name.strip()
             default = name.endswith("*")
             name = name.rstrip("*")
@@ -1100,8 +1099,7 @@ class App:
                     "characters)" % label)
         for f in ("disabled", "public", "generate_passwords"):
             val = rec.get(f)
-            if val is not None and val not in (True, False, "true",
-                                                "false"):
+            if val is not None and val not in (True, False, "true", "false"):
                 err(f)
         if rec.get("public") is not None and \
                 rec.get("public") in (True, False, "true", "false"):
@@ -1831,7 +1829,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         sort_attr, sort_order = "published_at", "ASC"
         sort = self.qget("sort")
         if sort:
-            attr, _, order = sort.partition(".")
+            attr, _sep, order = sort.partition(".")
             sort_attr = attr
             if order:
                 sort_order = order

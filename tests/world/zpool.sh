@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Test ZFS pools on sparse files, for the smartos.imgadm test world.
 #
 #   zpool.sh up   [POOL] [SIZE]   ensure zfs (zfs-fuse) is installed and its

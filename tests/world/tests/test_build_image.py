@@ -40,11 +40,11 @@ def receive(path, compression, target):
         dec = decompressor_argv(compression)
         if dec is None:
             return subprocess.run(["zfs", "receive", target], stdin=f,
-                                  stderr=subprocess.PIPE)
+                                  stderr=subprocess.PIPE, check=False)
         d = subprocess.Popen(dec, stdin=f, stdout=subprocess.PIPE)
         try:
             return subprocess.run(["zfs", "receive", target],
-                                  stdin=d.stdout, stderr=subprocess.PIPE)
+                                  stdin=d.stdout, stderr=subprocess.PIPE, check=False)
         finally:
             d.stdout.close()
             d.wait()
@@ -119,8 +119,8 @@ def test_full_and_incremental_images(pools, tmp_path, compression):
     assert zfs_get(inc["dataset"], "origin") == base["snapshot"]
 
     # The streams are valid, and the incremental one needs its origin.
-    rb, ri = "%s/%s" % (recv_pool, bm["uuid"]), "%s/%s" % (recv_pool,
-                                                         im["uuid"])
+    rb = "%s/%s" % (recv_pool, bm["uuid"])
+    ri = "%s/%s" % (recv_pool, im["uuid"])
     try:
         p = receive(inc["file_path"], compression, ri)
         assert p.returncode != 0, "incremental received without its origin"
@@ -154,7 +154,7 @@ def test_full_and_incremental_images(pools, tmp_path, compression):
 
 
 def test_build_into_server_data_dir(pools, tmp_path, make_server):
-    build_pool, _ = pools
+    build_pool, _unused = pools
     d = str(tmp_path / "srv")
     res = build(build_pool, str(tmp_path / "out"), "served", "1.0.0",
                 server_data_dir=d, channels=["staging"],
@@ -177,7 +177,7 @@ def test_build_into_server_data_dir(pools, tmp_path, make_server):
 
 
 def test_build_errors(pools, tmp_path):
-    build_pool, _ = pools
+    build_pool, _unused = pools
     with pytest.raises(ZfsError, match="was not built"):
         build(build_pool, str(tmp_path), "orphan", "1",
               origin="11111111-2222-4333-8444-555555555555")
@@ -189,7 +189,7 @@ def test_build_errors(pools, tmp_path):
 
 
 def test_cli_build(pools, tmp_path):
-    build_pool, _ = pools
+    build_pool, _unused = pools
     script = os.path.join(os.path.dirname(build_image.__file__),
                           "build_image.py")
     out = str(tmp_path / "cli")
@@ -200,7 +200,7 @@ def test_cli_build(pools, tmp_path):
          "--uuid", "99999999-8888-4777-8666-555555555555",
          "--file", "etc/motd=hello", "--server-data-dir", out + "/srv"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        universal_newlines=True)
+        universal_newlines=True, check=False)
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     m = res["manifest"]
@@ -215,7 +215,7 @@ def test_cli_build(pools, tmp_path):
 
 def test_cleanup_builds(pools, tmp_path):
     """Runs last in this module: it removes every build dataset."""
-    build_pool, _ = pools
+    build_pool, _unused = pools
     base = build(build_pool, str(tmp_path), "cb", "1")
     inc = build(build_pool, str(tmp_path), "cb", "2", origin=base)
     # An incremental received into the *build* pool becomes a clone of the
@@ -245,5 +245,5 @@ def test_zpool_sh_up_is_idempotent_and_down_removes(pools):
         zpool_sh("down", pool)
     assert zpool_sh("status", pool, check=False).returncode == 1
     assert not os.path.exists("/var/tmp/smartos-imgadm-pools/%s.img" % pool)
-    p = subprocess.run([ZPOOL_SH, "up", "bad/name"], stderr=subprocess.PIPE)
+    p = subprocess.run([ZPOOL_SH, "up", "bad/name"], stderr=subprocess.PIPE, check=False)
     assert p.returncode != 0

@@ -17,7 +17,7 @@ def run(state, *argv):
     env = dict(os.environ, SMARTOS_FAKE_STATE=str(state))
     return subprocess.run([os.path.join(BIN, argv[0])] + list(argv[1:]),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, env=env)
+                          universal_newlines=True, env=env, check=False)
 
 
 def test_sysinfo_defaults_and_override(tmp_path):

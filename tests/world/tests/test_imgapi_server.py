@@ -189,7 +189,7 @@ def test_list_filters(listing_server):
     ("marker=" + u(77), "ResourceNotFound", 404),
 ])
 def test_list_bad_params(listing_server, query, code, status):
-    srv, _ = listing_server
+    srv, _unused = listing_server
     r = requests.get(srv.url + "/images?" + query)
     assert r.status_code == status
     assert r.json()["code"] == code
@@ -336,7 +336,7 @@ def test_get_image_etag_and_304(make_server, tmp_path):
 def test_get_image_file_headers(make_server, tmp_path):
     d = str(tmp_path / "f")
     content = os.urandom(200 * 1024)
-    rec, _ = seed_image(d, 1, content=content)
+    rec, _unused = seed_image(d, 1, content=content)
     seed_image(d, 2, files=False)
     srv = make_server(data_dir=d)
     url = srv.url + "/images/%s/file" % u(1)
@@ -706,7 +706,7 @@ def test_fault_corrupt(file_server):
 def test_fault_5xx_then_success_with_retry_after(file_server):
     srv, url, content = file_server
     srv.set_faults(fail_5xx=2, retry_after=3, path="/file")
-    for _ in range(2):
+    for dummy in range(2):
         r = requests.get(url)
         assert r.status_code == 503
         assert r.json()["code"] == "ServiceUnavailableError"
