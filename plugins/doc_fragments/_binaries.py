@@ -37,4 +37,20 @@ options:
         When it does not exist, C(zoneadm) is looked up on E(PATH).
     type: path
     default: /usr/sbin/zoneadm
+  gzip_path:
+    description:
+      - Path of C(gzip), used to uncompress gzip images while they stream into C(zfs receive).
+        When it does not exist, C(gzip) is looked up on E(PATH).
+    type: path
+    default: /usr/bin/gzip
+  bzip2_path:
+    description:
+      - Path of C(bzip2), used to uncompress bzip2 images. When it does not exist, C(bzip2) is looked up on E(PATH).
+    type: path
+    default: /usr/bin/bzip2
+  xz_path:
+    description:
+      - Path of C(xz), used to uncompress xz images. When it does not exist, C(xz) is looked up on E(PATH).
+    type: path
+    default: /usr/bin/xz
 '''

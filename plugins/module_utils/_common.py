@@ -44,6 +44,9 @@ BINARY_ARGS = dict(
     zpool_path=dict(type='path', default='/usr/sbin/zpool'),
     sysinfo_path=dict(type='path', default='/usr/bin/sysinfo'),
     zoneadm_path=dict(type='path', default='/usr/sbin/zoneadm'),
+    gzip_path=dict(type='path', default='/usr/bin/gzip'),
+    bzip2_path=dict(type='path', default='/usr/bin/bzip2'),
+    xz_path=dict(type='path', default='/usr/bin/xz'),
 )
 
 

@@ -229,6 +229,10 @@ class UncompressionError(ImgadmError):
     code = 'UncompressionError'
 
 
+class ImageMissingOriginalSnapshotError(ImgadmError):
+    code = 'ImageMissingOriginalSnapshot'
+
+
 __all__ = (
     'ImgadmError', 'UsageError', 'InvalidUUIDError', 'ConfigError', 'MissingLibraryError',
     'ManifestError', 'InvalidManifestError', 'ManifestValidationError', 'PlatformError',
@@ -237,5 +241,5 @@ __all__ = (
     'NoSourcesError', 'DownloadError', 'UploadError', 'ImageNotFoundError',
     'ActiveImageNotFoundError', 'ImageNotActiveError', 'ImageNotInstalledError',
     'OriginNotInstalledError', 'ImageHasDependentClonesError',
-    'UnexpectedNumberOfSnapshotsError', 'UncompressionError',
+    'UnexpectedNumberOfSnapshotsError', 'UncompressionError', 'ImageMissingOriginalSnapshotError',
 )
