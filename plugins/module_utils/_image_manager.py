@@ -517,8 +517,8 @@ class ImageManager(object):
         for snap in snaps:
             if str(props.get(snap, {}).get('guid')) == str(guid):
                 return snap
-        raise ImageMissingOriginalSnapshotError('image %s: no snapshot has the original guid %s (snapshots: %s)' % (uuid, guid, ', '.join(snaps)),
-                 code='ImageMissingOriginalSnapshot')
+        raise ImageMissingOriginalSnapshotError('image %s: no snapshot has the original guid %s (snapshots: %s)'
+                                                % (uuid, guid, ', '.join(snaps)), uuid=uuid, dataset_guid=guid)
 
     # ---- state=vacuumed
 

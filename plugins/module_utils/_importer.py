@@ -42,7 +42,6 @@ except ImportError:  # pragma: no cover
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     DownloadError,
     ImgadmError,
-    ImgapiConnectionError,
     UncompressionError,
     UnexpectedNumberOfSnapshotsError,
     ZfsError,
@@ -157,7 +156,8 @@ def stream_into_zfs(chunks, receive_argv, decompressor_argv=None, want_md5=False
         raise ZfsError('cannot start the import pipeline for %s: %s' % (label, e))
 
     q = queue.Queue(maxsize=QUEUE_CHUNKS)
-    state = {'sink_error': None, 'error': None}
+    state = {'sink_error': None}
+    failures = []  # what broke the source side (a download cut off...)
 
     def writer():
         fd = sink.fileno()
@@ -188,22 +188,19 @@ def stream_into_zfs(chunks, receive_argv, decompressor_argv=None, want_md5=False
         for chunk in chunks:
             q.put(chunk)
     except BaseException as e:  # a broken download: stop everything, then report
-        state['error'] = e
+        failures.append(e)
     finally:
         q.put(None)
         wthread.join()
     stats.seconds = time.time() - t0
 
-    if state['error'] is not None:
+    if failures:
         for p in procs:
             _kill(p)
         for d in drains:
             d.join(5)
-        err = state['error']
-        if isinstance(err, ImgadmError):
-            err.partial_stats = stats
-            raise err
-        raise err
+        failures[0].partial_stats = stats
+        raise failures[0]
 
     rcs = [p.wait() for p in procs]
     for d in drains:

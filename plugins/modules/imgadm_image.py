@@ -125,7 +125,7 @@ options:
     choices: [auto, cli, libzfs_core]
     default: auto
 notes:
-  - Where the stock C(imgadm) has a bug, this module does the documented thing instead: C(install) checks that the origin is
+  - Where the stock C(imgadm) has a bug, this module does the documented thing instead. C(install) checks that the origin is
     installed, C(update) in check mode renames nothing, an error from one source does not hide an image found in another,
     a failed import leaves no stale database record. See the collection's C(docs/differences.md).
 seealso:
