@@ -9,7 +9,7 @@ export IMGADM_WORLD_DIR=${IMGADM_WORLD_DIR:-/var/tmp/smartos-imgadm-world}
 bash "$top/tests/world/world.sh" up
 # shellcheck disable=SC1091
 . "$IMGADM_WORLD_DIR/world.env"
-: "${IMGADM_BUILD_POOL:?}" "${IMGADM_SERVER_DATA:?}" "${IMGADM_TEST_URL:?}"
+: "${IMGADM_BUILD_POOL:?}" "${IMGADM_SERVER_DATA:?}" "${IMGADM_TEST_URL:?}" "${IMGADM_FAKES_BIN:?}" "${SMARTOS_FAKE_STATE:?}"
 bash "$top/tests/bin/stage.sh" >/dev/null
 
 "$top/.venv/bin/python" "$top/tests/world/seed_demo.py" --pool "$IMGADM_BUILD_POOL" --server-data "$IMGADM_SERVER_DATA"
@@ -23,6 +23,9 @@ demo-host ansible_connection=local ansible_python_interpreter=$top/.venv/bin/pyt
 [smartos:vars]
 demo_image_server=$IMGADM_TEST_URL
 demo_imgadm_dir=$state/var-imgadm
+demo_pool=$IMGADM_TEST_POOL
+demo_fakes_bin=$IMGADM_FAKES_BIN
+demo_fake_state=$SMARTOS_FAKE_STATE
 INV
 export ANSIBLE_COLLECTIONS_PATH="$IMGADM_BUILD_ROOT"
 export ANSIBLE_STDOUT_CALLBACK=default

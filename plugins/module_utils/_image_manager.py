@@ -300,6 +300,7 @@ class ImageManager(object):
     def _import_one(self, manifest, source, client, origin_future):
         if origin_future is not None:
             origin_future.result()  # raises if the origin failed: then this one is not tried
+        client = self.client(source)  # one HTTP session per thread
         uuid = manifest['uuid']
         p = self.params
         with ImageLock(uuid, lock_dir=p['lock_dir'], timeout=p['lock_timeout']):
