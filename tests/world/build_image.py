@@ -352,13 +352,61 @@ def _server_module():
     return mod
 
 
+def publish_image(url, manifest, file_path, channels=None, timeout=120):
+    """Publish a built image to an IMGAPI over HTTP, as an operator would.
+
+    AdminImportImage (keeps uuid and published_at), AddImageFile (streamed,
+    with sha1 and dataset_guid), then ActivateImage (and DisableImage for a
+    disabled image); more channels with ChannelAddImage. Works from any host
+    that reaches the server, e.g. a test guest through an SSH tunnel.
+    """
+    import urllib.parse
+    import urllib.request
+
+    def call(method, path, query=None, body=None, data=None, ctype=None, length=None):
+        q = dict(query or {})
+        if channels:
+            q.setdefault("channel", channels[0])
+        full = url.rstrip("/") + path + ("?" + urllib.parse.urlencode(q) if q else "")
+        headers = {"Accept": "application/json", "Accept-Version": "~2"}
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        elif ctype:
+            headers["Content-Type"] = ctype
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        req = urllib.request.Request(full, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read().decode() or "null")
+        except urllib.error.HTTPError as e:
+            raise RuntimeError("%s %s: %s %s" % (method, full, e.code, e.read().decode("utf-8", "replace")))
+
+    uuid = manifest["uuid"]
+    body = {k: v for k, v in manifest.items() if k not in ("files", "state", "channels")}
+    call("POST", "/images/%s" % uuid, {"action": "import"}, body=body)
+    f0 = manifest["files"][0]
+    q = {"compression": f0["compression"], "sha1": f0["sha1"]}
+    if f0.get("dataset_guid"):
+        q["dataset_guid"] = f0["dataset_guid"]
+    with open(file_path, "rb") as fh:
+        call("PUT", "/images/%s/file" % uuid, q, data=fh, ctype="application/octet-stream",
+             length=os.path.getsize(file_path))
+    if manifest.get("state", "active") in ("active", "disabled"):
+        call("POST", "/images/%s" % uuid, {"action": "activate"})
+    for extra in (channels or [])[1:]:
+        call("POST", "/images/%s" % uuid, {"action": "channel-add"}, body={"channel": extra})
+    return call("GET", "/images/%s" % uuid)
+
+
 def build_image(pool, out_dir, name, version, compression="gzip",
                 origin=None, size_mib=0, files=None, uuid=None,
                 type="zone-dataset", os="smartos", server_data_dir=None,
                 published_at=None, state="active", channels=None, zfs="zfs",
                 extra_manifest=None, data="random", tags=_DEFAULT,
                 description=None, public=True, owner=UNSET_OWNER_UUID,
-                level=None):
+                level=None, publish_url=None):
     """Build one image; returns dict(manifest=, file_path=, manifest_path=,
     dataset=, snapshot=, uuid=).
 
@@ -374,6 +422,7 @@ def build_image(pool, out_dir, name, version, compression="gzip",
     tags: default {"test": true}; {} or None omits them.
     server_data_dir: also store file+manifest in an imgapi_server DATA_DIR
         (with `channels` when given).
+    publish_url: also publish it to that IMGAPI over HTTP (publish_image).
     extra_manifest: keys merged into the manifest last (None deletes).
     level: compression level passed to the compressor (-N).
     """
@@ -500,6 +549,8 @@ def build_image(pool, out_dir, name, version, compression="gzip",
     if server_data_dir:
         _server_module().add_image_to_data_dir(
             server_data_dir, manifest, file_path, channels=channels)
+    if publish_url:
+        publish_image(publish_url, manifest, file_path, channels=channels)
     return {"manifest": manifest, "file_path": file_path,
             "manifest_path": manifest_path, "dataset": ds, "snapshot": snap,
             "uuid": image_uuid, "md5": info["md5"]}
@@ -539,6 +590,8 @@ def main(argv=None):
     p.add_argument("--type", default="zone-dataset")
     p.add_argument("--os", default="smartos")
     p.add_argument("--server-data-dir")
+    p.add_argument("--publish", metavar="URL",
+                   help="publish the image to this IMGAPI over HTTP")
     p.add_argument("--published-at")
     p.add_argument("--state", default="active")
     p.add_argument("--channels", help="comma-separated channel names")
@@ -556,7 +609,7 @@ def main(argv=None):
         published_at=a.published_at, state=a.state,
         channels=a.channels.split(",") if a.channels else None, zfs=a.zfs,
         extra_manifest=json.loads(a.extra_manifest) if a.extra_manifest
-        else None, data=a.data, level=a.level)
+        else None, data=a.data, level=a.level, publish_url=a.publish)
     json.dump(res, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
