@@ -73,7 +73,7 @@ class ImageManager(object):
         self._sysinfo = None
         self._lock = threading.Lock()
         self.result = Result(module)
-        self.result.data.update(imported=[], deleted=[], updated=[])
+        self.result.data.update(imported=[], deleted=[], updated=[], zfs_backend=self.backend.name)
         self.warnings = []
 
     # ---- helpers

@@ -233,6 +233,11 @@ kept:
   returned: when O(state=vacuumed)
   type: list
   elements: str
+zfs_backend:
+  description: How the module talked to ZFS, V(libzfs_core) (pyzfs) or V(cli) (see O(zfs_backend)).
+  returned: success
+  type: str
+  sample: cli
 actions:
   description: What the task did (or would do in check mode), one line each.
   returned: always
