@@ -226,7 +226,10 @@ class ImgadmConfig(object):
 
     def save(self):
         text = self.serialize()
-        atomic_write(self.path, text)
+        try:
+            atomic_write(self.path, text)
+        except (IOError, OSError) as e:
+            raise ConfigError('error saving config file "%s": %s' % (self.path, e), path=self.path)
         self.raw = text
 
 
@@ -288,7 +291,10 @@ class ImageDatabase(object):
 
     def write(self, pool, uuid, manifest, source=None):
         path = self.path(pool, uuid)
-        atomic_write(path, self.serialize(self.record(manifest, pool, source)))
+        try:
+            atomic_write(path, self.serialize(self.record(manifest, pool, source)))
+        except (IOError, OSError) as e:
+            raise ImgadmError('error saving image manifest "%s": %s' % (path, e), path=path)
         return path
 
     def remove(self, pool, uuid):

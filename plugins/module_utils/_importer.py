@@ -210,17 +210,21 @@ def stream_into_zfs(chunks, receive_argv, decompressor_argv=None, want_md5=False
     if md5 is not None:
         stats.md5_b64 = base64.b64encode(md5.digest()).decode('ascii')
 
-    if dec is not None and rcs[0] != 0:
+    dec_failed = dec is not None and rcs[0] != 0
+    if rcs[-1] != 0:
+        # the receive's own error comes first: a decompressor whose reader died fails too (EPIPE)
+        msg = 'zfs receive error while importing %s: exit status %s: %s' % (label, rcs[-1], drains[-1].text() or 'no message')
+        if dec_failed:
+            msg += ' (the decompressor exited %s%s)' % (rcs[0], ': %s' % drains[0].text() if drains[0].text() else '')
+        e = ZfsError(msg, cmd=list(receive_argv), rc=rcs[-1], stderr=drains[-1].text())
+        e.partial_stats = stats
+        raise e
+    if dec_failed:
         msg = 'uncompressing %s with "%s" failed (exit status %s): %s' % (label, ' '.join(decompressor_argv), rcs[0],
                                                                           drains[0].text() or 'no message')
         if os.path.basename(decompressor_argv[0]).startswith('bzip2') and rcs[0] == 2:
             msg += ' (this usually indicates a network error)'
         e = UncompressionError(msg, exit_status=rcs[0])
-        e.partial_stats = stats
-        raise e
-    if rcs[-1] != 0:
-        e = ZfsError('zfs receive error while importing %s: exit status %s: %s' % (label, rcs[-1], drains[-1].text()),
-                     cmd=list(receive_argv), rc=rcs[-1], stderr=drains[-1].text())
         e.partial_stats = stats
         raise e
     if state['sink_error'] is not None:  # pragma: no cover - a child closed its input early but exited 0
@@ -291,6 +295,7 @@ class ZfsInstaller(object):
         dec_argv = None if compression == 'none' else list(self.decompressors[compression])
         recv_argv = self.backend.receive_argv(partial, unmounted=True)
         db_written = False
+        renamed = False
         try:
             try:
                 stats = stream_into_zfs(chunks, recv_argv, dec_argv, want_md5=bool(expected_md5 and not expected_sha1),
@@ -307,11 +312,12 @@ class ZfsInstaller(object):
             self.db.write(pool, uuid, manifest, source=source)
             db_written = True
             self.backend.rename(partial, final)
+            renamed = True
             if manifest.get('type') != 'zvol':
                 self.backend.mount(final)
             return stats
         except BaseException:
-            self._undo(pool, uuid, db_written)
+            self._undo(pool, uuid, db_written, renamed)
             raise
 
     def _ensure_final_snapshot(self, partial, label):
@@ -323,9 +329,10 @@ class ZfsInstaller(object):
         if snaps[0] != partial + '@final':
             self.backend.rename(snaps[0], partial + '@final', recursive=True)
 
-    def _undo(self, pool, uuid, db_written):
+    def _undo(self, pool, uuid, db_written, renamed=False):
+        """Remove what this attempt made: the -partial, the final dataset if it got that far, the record."""
         final, partial = self.names(pool, uuid)
-        for name in (partial,):
+        for name in ((partial, final) if renamed else (partial,)):
             try:
                 if self.backend.exists(name):
                     self.backend.destroy(name, recursive=True)

@@ -32,7 +32,8 @@ VMADM_IMG_NAME_RE = re.compile(r'^(%s)/(%s)$' % (_POOL, _UUID))
 
 
 def _bool_from_string(value):
-    return str(value).lower() in ('true', 'yes')
+    # the reference's boolFromString: exactly "true"/"yes" (case-sensitive); anything else is false
+    return value in ('true', 'yes')
 
 
 def zone_roots(zoneadm_output):

@@ -378,7 +378,9 @@ def _destroy_pool():
         time.sleep(0.5)
 
 
-@pytest.fixture(scope='module')
+# function scope: ansible-test runs each test in a fork, where a module-scoped
+# teardown would only run much later (leaving the pool behind)
+@pytest.fixture
 def real_backend():
     if os.geteuid() != 0:
         pytest.skip('real zfs tests need root')
