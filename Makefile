@@ -10,7 +10,7 @@ COLL := $(BUILD_ROOT)/ansible_collections/smartos/imgadm
 export IMGADM_BUILD_ROOT := $(BUILD_ROOT)
 export PATH := $(BUILD_ROOT)/bin:$(PATH)
 
-.PHONY: demo test bootstrap stage sanity sanity-2.19 sanity-2.21 units world-tests integration world-up world-down clean
+.PHONY: demo test bootstrap stage sanity sanity-2.19 sanity-2.21 units world-tests integration world-up world-down clean test-openzfs
 
 demo: bootstrap
 	bash $(TOP)/demo/run.sh
@@ -42,6 +42,11 @@ world-tests: bootstrap
 
 integration: bootstrap stage
 	bash $(TOP)/tests/bin/integration.sh
+
+# the real-host tier: integration targets against a Debian 12 + OpenZFS guest under QEMU, over
+# SSH (tests/openzfs/; builds the guest on first use, ~5 min, then cached)
+test-openzfs:
+	bash $(TOP)/tests/openzfs/run.sh
 
 world-up: bootstrap
 	bash $(TOP)/tests/world/world.sh up

@@ -83,14 +83,16 @@ class ImageManager(object):
                                        environ_update={'LC_ALL': 'C'})
 
     def decompressors(self):
-        if self._decompressors is None:
-            self._decompressors = {}
-            for comp in ('gzip', 'bzip2', 'xz'):
-                try:
-                    self._decompressors[comp] = [find_binary(self.module, self.params['%s_path' % comp], comp), '-cdfq']
-                except ImgadmError:
-                    pass
-        return self._decompressors
+        with self._lock:  # import threads ask at the same time
+            if self._decompressors is None:
+                found = {}
+                for comp in ('gzip', 'bzip2', 'xz'):
+                    try:
+                        found[comp] = [find_binary(self.module, self.params['%s_path' % comp], comp), '-cdfq']
+                    except ImgadmError:
+                        pass
+                self._decompressors = found
+            return self._decompressors
 
     def installer(self):
         return ZfsInstaller(self.backend, self.db, _LazyDecompressors(self))
@@ -304,11 +306,11 @@ class ImageManager(object):
         uuid = manifest['uuid']
         p = self.params
         with ImageLock(uuid, lock_dir=p['lock_dir'], timeout=p['lock_timeout']):
-            if self.installed.is_installed(self.pool, uuid):
+            if self.installed.is_installed(self.pool, uuid, fresh=True):
                 with self._lock:
                     self.warnings.append('image %s was imported by someone else while waiting for its lock' % uuid)
                 return
-            if manifest.get('origin') and not self.installed.is_installed(self.pool, manifest['origin']):
+            if manifest.get('origin') and not self.installed.is_installed(self.pool, manifest['origin'], fresh=origin_future is None):
                 raise OriginNotInstalledError('origin %s of image %s is not installed on pool %s'
                                               % (manifest['origin'], uuid, self.pool), uuid=uuid, origin=manifest['origin'])
             info = file_info(manifest) or {}
@@ -326,6 +328,7 @@ class ImageManager(object):
                         stats = installer.receive(self.pool, manifest, f.iter_chunks(), info.get('compression') or 'none',
                                                   expected_size=info.get('size'), expected_sha1=info.get('sha1'),
                                                   expected_md5=f.content_md5, source=source.url)
+                    self.installed.mark(self.pool, uuid, True)
                     break
                 except ImgapiConnectionError:
                     if attempt + 1 >= attempts:
@@ -391,13 +394,14 @@ class ImageManager(object):
         before = []
         if not self.check_mode:
             with ImageLock(uuid, lock_dir=p['lock_dir'], timeout=p['lock_timeout']):
-                if not self.installed.is_installed(self.pool, uuid):
+                if not self.installed.is_installed(self.pool, uuid, fresh=True):
                     installer = self.installer()
                     installer.clean_partial(self.pool, uuid)
                     compression = 'none' if zstream else (info.get('compression') or 'none')
                     stats = installer.receive(self.pool, manifest, file_chunks(path), compression,
                                               expected_size=None if zstream else info.get('size'),
                                               expected_sha1=None if zstream else info.get('sha1'), verify=not zstream)
+                    self.installed.mark(self.pool, uuid, True)
                     self.result.data['imported'].append(OrderedDict([
                         ('uuid', uuid), ('name', manifest.get('name')), ('version', manifest.get('version')),
                         ('source', None), ('compression', compression), ('bytes', stats.bytes),
@@ -443,6 +447,7 @@ class ImageManager(object):
             self.result.action('delete image %s (%s@%s)' % (u, m.get('name'), m.get('version')))
             if not self.check_mode:
                 self.backend.destroy('%s/%s' % (self.pool, u), recursive=True)
+                self.installed.mark(self.pool, u, False)
                 self.db.remove(self.pool, u)
             self.result.data['deleted'].append(dict(uuid=u, name=m.get('name'), version=m.get('version')))
         self.result.set_diff(_lines(before), _lines([] if ordered else before))
@@ -536,6 +541,7 @@ class ImageManager(object):
             gone.add(img['uuid'])
             if not self.check_mode:
                 self.backend.destroy(img['dataset'], recursive=True)
+                self.installed.mark(self.pool, img['uuid'], False)
                 self.db.remove(self.pool, img['uuid'])
         after = sorted(self._line(dict(img['record']['manifest'], uuid=img['uuid'])) for img in images if img['uuid'] not in gone)
         self.result.set_diff(_lines(before), _lines(after))

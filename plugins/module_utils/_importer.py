@@ -311,6 +311,9 @@ class ZfsInstaller(object):
             self._ensure_final_snapshot(partial, label)
             self.db.write(pool, uuid, manifest, source=source)
             db_written = True
+            if '-u' not in recv_argv and manifest.get('type') != 'zvol':
+                # received mounted (no "zfs receive -u" here): a mounted filesystem may refuse the rename
+                self.backend.unmount(partial)
             self.backend.rename(partial, final)
             renamed = True
             if manifest.get('type') != 'zvol':

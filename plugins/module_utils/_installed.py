@@ -55,10 +55,12 @@ def parse_image_listing(rows, roots):
     images = OrderedDict()
     usage = {}
     for name, origin, mountpoint, ignore in rows:
+        # Every clone counts as a user, whatever its name: the reference counts only
+        # vmadm-named ones, so its vacuum then fails on "filesystem has dependent clones".
+        if origin and origin != '-' and '@' not in name:
+            usage.setdefault(origin.split('@')[0], []).append(name)
         if not VMADM_FS_NAME_RE.match(name):
             continue
-        if origin and origin != '-':
-            usage.setdefault(origin.split('@')[0], []).append(name)
         m = VMADM_IMG_NAME_RE.match(name)
         if not m or mountpoint in roots:
             continue
@@ -79,15 +81,26 @@ class InstalledImages(object):
         self.backend = backend
         self.db = db
         self.run_zoneadm = run_zoneadm
+        self._known = {}  # dataset -> exists, for this run (see ``mark``)
 
-    def is_installed(self, pool, uuid):
-        """What the reference's ``get`` and import check: ``POOL/UUID`` exists."""
-        return self.backend.exists('%s/%s' % (pool, uuid))
+    def is_installed(self, pool, uuid, fresh=False):
+        """What the reference's ``get`` and import check: ``POOL/UUID`` exists.
+
+        Answers are remembered for the run; ``fresh`` asks ZFS again (after
+        taking a lock, say), and ``mark`` records what the run itself changed.
+        """
+        ds = '%s/%s' % (pool, uuid)
+        if fresh or ds not in self._known:
+            self._known[ds] = self.backend.exists(ds)
+        return self._known[ds]
+
+    def mark(self, pool, uuid, installed):
+        self._known['%s/%s' % (pool, uuid)] = installed
 
     def get(self, pool, uuid, children=False):
         """The record as ``imgadm get [-r]`` shows it, or None when not installed."""
         ds = '%s/%s' % (pool, uuid)
-        if not self.backend.exists(ds):
+        if not self.is_installed(pool, uuid):
             return None
         rec, dummy = self.db.read(pool, uuid)
         rec = OrderedDict(rec)

@@ -27,16 +27,25 @@ import math
 import re
 import traceback
 
-try:
-    from jsonschema import validators as _js_validators
-    from jsonschema.exceptions import ValidationError as _JsValidationError
-    HAS_JSONSCHEMA = True
-    JSONSCHEMA_IMPORT_ERROR = None
-except ImportError:
-    _js_validators = None
-    _JsValidationError = None
-    HAS_JSONSCHEMA = False
-    JSONSCHEMA_IMPORT_ERROR = traceback.format_exc()
+# jsonschema is imported on first use: an import from a source never validates,
+# and the import costs about 0.1 s of every module run.
+HAS_JSONSCHEMA = True  # until the lazy import fails
+JSONSCHEMA_IMPORT_ERROR = None
+_JSONSCHEMA = {}
+
+
+def _jsonschema():
+    """The jsonschema pieces we use, imported once; MissingLibraryError without it."""
+    if not _JSONSCHEMA:
+        try:
+            from jsonschema import validators
+            from jsonschema.exceptions import ValidationError
+            _JSONSCHEMA.update(validators=validators, ValidationError=ValidationError)
+        except ImportError:
+            _JSONSCHEMA['error'] = traceback.format_exc()
+    if not HAS_JSONSCHEMA or 'error' in _JSONSCHEMA:
+        raise MissingLibraryError('jsonschema', exception=_JSONSCHEMA.get('error') or JSONSCHEMA_IMPORT_ERROR)
+    return _JSONSCHEMA
 
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     InvalidManifestError,
@@ -225,18 +234,17 @@ def _ecma_pattern(validator, pattern, instance, schema):
     if pattern.endswith('$') and not pattern.endswith('\\$'):
         pattern = pattern[:-1] + r'\Z'
     if re.search(pattern, instance) is None:
-        yield _JsValidationError('%r does not match %r' % (instance, pattern))
+        yield _jsonschema()['ValidationError']('%r does not match %r' % (instance, pattern))
 
 
 _VALIDATOR_CLASS = []
 
 
 def _validator():
-    if not HAS_JSONSCHEMA:
-        raise MissingLibraryError('jsonschema', exception=JSONSCHEMA_IMPORT_ERROR)
+    validators = _jsonschema()['validators']
     if not _VALIDATOR_CLASS:
-        base = _js_validators.validator_for(SCHEMA)
-        _VALIDATOR_CLASS.append(_js_validators.extend(base, {'pattern': _ecma_pattern}))
+        base = validators.validator_for(SCHEMA)
+        _VALIDATOR_CLASS.append(validators.extend(base, {'pattern': _ecma_pattern}))
     return _VALIDATOR_CLASS[0](SCHEMA)
 
 

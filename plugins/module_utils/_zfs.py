@@ -401,7 +401,7 @@ class CliBackend(ZfsBackend):
 
     name = 'cli'
 
-    def __init__(self, runner, sleep=time.sleep, busy_retries=5, busy_delay=0.2):
+    def __init__(self, runner, sleep=time.sleep, busy_retries=8, busy_delay=0.05):
         super(CliBackend, self).__init__(runner)
         self.sleep = sleep
         self.busy_retries = busy_retries

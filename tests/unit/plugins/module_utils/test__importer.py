@@ -431,6 +431,11 @@ class RecordingBackend:
         self.datasets.discard(old)
         self.datasets.add(new)
 
+    def unmount(self, name):
+        # the receive argv here has no "-u" (like zfs-fuse): the installer unmounts before renaming
+        self.calls.append(('unmount', name))
+        return True
+
     def mount(self, name):
         self.calls.append(('mount', name))
         if self.fail_mount:
@@ -457,6 +462,7 @@ def test_installer_steps_in_order(tmp_path):
     assert backend.calls == [
         ('receive_argv', partial, True),
         ('rename', partial + '@s1', partial + '@final', True),
+        ('unmount', partial),
         ('rename', partial, final, False),
         ('mount', final),
     ]

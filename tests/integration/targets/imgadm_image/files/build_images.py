@@ -1,14 +1,15 @@
-#!/usr/bin/env python3
-"""Build the test images of the imgadm_image target in one go.
+"""Build the test images of the imgadm_image target in one go, on the managed node.
 
-    build_images.py TOOLS_DIR BUILD_POOL OUT_DIR SERVER_DATA_DIR STATE_FILE SPEC_JSON
+    build_images.py --tools DIR --pool BUILD_POOL --out-dir DIR --state-file F
+                    (--server-data-dir DIR | --publish-url URL) SPEC_JSON
 
 SPEC_JSON is a list of {key, name, version, compression?, origin? (an earlier key),
-size_mib?, data?, server? (default true), published_at?, extra_manifest?}.
-Prints {key: {uuid, manifest, file_path, manifest_path}}. Every built uuid is
-appended to STATE_FILE (a JSON list) before anything else can fail, so that the
-target's cleanup finds it.
+size_mib?, data?, server? (default true), published_at?}. Images with server true
+are stored in the image server's data dir (same host) or published to it over HTTP
+(a remote node). Prints {key: {uuid, manifest, file_path, manifest_path}}. Every uuid
+is appended to the state file before its build starts, so that cleanup.py finds it.
 """
+import argparse
 import json
 import os
 import sys
@@ -16,32 +17,39 @@ import uuid as uuidlib
 
 
 def main():
-    tools, build_pool, out_dir, server_data, state_file, spec = sys.argv[1:7]
-    sys.path.insert(0, tools)
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--tools', required=True)
+    ap.add_argument('--pool', required=True)
+    ap.add_argument('--out-dir', required=True)
+    ap.add_argument('--state-file', required=True)
+    ap.add_argument('--server-data-dir')
+    ap.add_argument('--publish-url')
+    ap.add_argument('spec')
+    a = ap.parse_args()
+    sys.path.insert(0, a.tools)
     import build_image  # pylint: disable=import-error
 
-    spec = json.loads(spec)
     built = {}
-    for item in spec:
+    for item in json.loads(a.spec):
         image_uuid = str(uuidlib.uuid4())
         state = []
-        if os.path.exists(state_file):
-            with open(state_file) as f:
+        if os.path.exists(a.state_file):
+            with open(a.state_file) as f:
                 state = json.load(f)
         state.append(image_uuid)
-        with open(state_file + '.tmp', 'w') as f:
+        with open(a.state_file + '.tmp', 'w') as f:
             json.dump(state, f)
-        os.rename(state_file + '.tmp', state_file)
+        os.rename(a.state_file + '.tmp', a.state_file)
         origin = item.get('origin')
+        on_server = item.get('server', True)
         res = build_image.build_image(
-            build_pool, os.path.join(out_dir, item['key']), item['name'], item['version'],
+            a.pool, os.path.join(a.out_dir, item['key']), item['name'], item['version'],
             compression=item.get('compression', 'gzip'),
             origin=built[origin]['uuid'] if origin else None,
             size_mib=item.get('size_mib', 1), data=item.get('data', 'random'),
-            uuid=image_uuid,
-            server_data_dir=server_data if item.get('server', True) else None,
-            published_at=item.get('published_at'),
-            extra_manifest=item.get('extra_manifest'))
+            uuid=image_uuid, published_at=item.get('published_at'),
+            server_data_dir=a.server_data_dir if on_server else None,
+            publish_url=a.publish_url if on_server else None)
         built[item['key']] = dict(uuid=res['uuid'], manifest=res['manifest'], file_path=res['file_path'],
                                   manifest_path=res['manifest_path'])
     json.dump(built, sys.stdout, indent=2)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Hold an imgadm-style import lock, as the stock imgadm (node-qlocker) takes it.
 
     lock_holder.py LOCK_FILE SECONDS READY_FILE

@@ -1,0 +1,132 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) smartos.imgadm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Test-only module of the openzfs_tier target: drive the collection's ZFS layer on the node.
+
+For each backend asked for (``cli``, ``libzfs_core``, ``auto``) it runs the same
+sequence of backend calls under ``root`` (create, snapshot, exists, clone, holds,
+rename, list, dependent clones, destroy, a missing snapshot) and returns, per
+backend: the backend ``get_backend`` chose, the results of the calls with the
+backend's own name replaced by ``X`` (so that the backends can be compared), the
+``libzfs_core`` functions it called and the ``zfs`` subcommands it ran.
+It runs through AnsiballZ like the collection's modules, so over SSH it checks the
+collection's module_utils on the managed node's Python.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.smartos.imgadm.plugins.module_utils._zfs import (
+    LibzfsCoreBackend,
+    ZfsRunner,
+    get_backend,
+)
+
+
+class _CountingLzc:
+    """Proxy of the libzfs_core module that remembers which lzc_* functions were called."""
+
+    def __init__(self, lzc, calls):
+        self._lzc = lzc
+        self._calls = calls
+
+    def __getattr__(self, name):
+        value = getattr(self._lzc, name)
+        if name.startswith('lzc_') and callable(value):
+            def counted(*args, **kwargs):
+                self._calls.add(name)
+                return value(*args, **kwargs)
+            return counted
+        return value
+
+
+def _sequence(backend, runner, root, tag):
+    base = '%s/%s' % (root, tag)
+    fs = base + '-fs'
+    clone = base + '-clone'
+    res = {}
+    backend.create(fs)
+    res['created'] = backend.exists(fs)
+    backend.snapshot(fs + '@a')
+    res['snap_exists'] = backend.exists(fs + '@a')
+    res['snap_missing_exists'] = backend.exists(fs + '@nope')
+    backend.clone(fs + '@a', clone)
+    res['clone_props'] = backend.get_properties(clone, ('type', 'mounted', 'origin'))[clone]
+    res['dependent_clones'] = backend.dependent_clones(fs)
+    res['holds_none'] = backend.get_holds(fs + '@a')
+    runner.zfs('hold', 'openzfs-tier', fs + '@a')
+    res['holds_one'] = backend.get_holds(fs + '@a')
+    runner.zfs('release', 'openzfs-tier', fs + '@a')
+    backend.snapshot(fs + '@b')
+    backend.rename(fs + '@b', fs + '@c')
+    res['snapshots'] = backend.list_snapshots(fs)
+    res['guid_is_number'] = backend.get_properties(fs + '@a', ('guid',))[fs + '@a']['guid'].isdigit()
+    backend.destroy(clone, recursive=True)
+    backend.destroy(fs + '@c')
+    res['snapshots_after_destroy'] = backend.list_snapshots(fs)
+    try:
+        backend.destroy(fs + '@nope')
+        res['destroy_missing'] = 'no error'
+    except Exception as exc:  # pylint: disable=broad-except
+        res['destroy_missing'] = type(exc).__name__
+    backend.destroy(fs, recursive=True)
+    res['gone'] = not backend.exists(fs)
+    return res
+
+
+def _normalise(value, tag):
+    if isinstance(value, dict):
+        return dict((k, _normalise(v, tag)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_normalise(v, tag) for v in value]
+    if isinstance(value, str):
+        return value.replace(tag, 'X')
+    return value
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            root=dict(type='str', required=True),
+            backends=dict(type='list', elements='str', default=['cli', 'libzfs_core', 'auto']),
+        ),
+        supports_check_mode=False,
+    )
+    results = {}
+    for prefer in module.params['backends']:
+        subcommands = []
+
+        def run_command(args, **kwargs):
+            if len(args) > 1:
+                subcommands.append(args[1])
+            return module.run_command(args, **kwargs)
+
+        runner = ZfsRunner.for_module(module)
+        runner.run_command = run_command
+        lzc_calls = set()
+        entry = {}
+        try:
+            backend = get_backend(runner, prefer=prefer)
+            entry['backend'] = backend.name
+            if isinstance(backend, LibzfsCoreBackend):
+                backend.lzc = _CountingLzc(backend.lzc, lzc_calls)
+            tag = 'probe-' + prefer.replace('_', '-')
+            entry['results'] = _normalise(_sequence(backend, runner, module.params['root'], tag), tag)
+        except Exception as exc:  # pylint: disable=broad-except
+            module.fail_json(msg='backend %s: %s' % (prefer, exc), exception=traceback.format_exc(), backends=results)
+        entry['lzc_calls'] = sorted(lzc_calls)
+        entry['zfs_subcommands'] = sorted(set(subcommands))
+        results[prefer] = entry
+    module.exit_json(changed=True, backends=results)
+
+
+if __name__ == '__main__':
+    main()
