@@ -44,7 +44,7 @@ integration: bootstrap stage
 	bash $(TOP)/tests/bin/integration.sh
 
 # the real-host tier: integration targets against a Debian 12 + OpenZFS guest under QEMU, over
-# SSH (tests/openzfs/; builds the guest on first use, ~5 min, then cached)
+# SSH (tests/openzfs/; builds the guest on first use, ~6.5 min, then cached)
 test-openzfs:
 	bash $(TOP)/tests/openzfs/run.sh
 

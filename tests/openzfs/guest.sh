@@ -20,7 +20,7 @@
 # qemu.pid, tunnel.pid, ssh.port, ssh_config, inventory.ini, openzfs.yml, console.log, timings.
 # Settings: IMGADM_OPENZFS_MEM (MiB, 2048), IMGADM_OPENZFS_CPUS (2), IMGADM_OPENZFS_POOL_SIZE (4G),
 # IMGADM_OPENZFS_ACCEL (auto|tcg|kvm), IMGADM_OPENZFS_TCG_CPU (qemu64), IMGADM_OPENZFS_SSH_PORT (a free port),
-# IMGADM_OPENZFS_BOOT_TIMEOUT (300 s).
+# IMGADM_OPENZFS_BOOT_TIMEOUT (300 s), IMGADM_OPENZFS_ZFS_BACKEND (auto: the imgadm_zfs_backend var written).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -145,6 +145,12 @@ imgadm_world_tools: $guest_tools
 imgadm_world_python: /usr/bin/python3
 imgadm_world_remote: true
 imgadm_publish: true
+# what this node has that zfs-fuse lacks, for cases that need it
+imgadm_openzfs: true
+imgadm_zvols: true
+imgadm_libzfs_core: true
+# the zfs_backend the targets should use (run.sh: IMGADM_OPENZFS_BACKENDS runs them per backend)
+imgadm_zfs_backend: ${IMGADM_OPENZFS_ZFS_BACKEND:-auto}
 EOF
     cat > "$run/inventory.ini" <<EOF
 [openzfs]
@@ -278,5 +284,5 @@ IMGADM_OPENZFS_INVENTORY=$run/inventory.ini
 IMGADM_OPENZFS_VARS=$run/openzfs.yml
 EOF
         ;;
-    *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
