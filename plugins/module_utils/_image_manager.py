@@ -97,16 +97,42 @@ class ImageManager(object):
     def installer(self):
         return ZfsInstaller(self.backend, self.db, _LazyDecompressors(self))
 
+    def _read_sysinfo(self):
+        path = find_binary(self.module, self.params['sysinfo_path'], 'sysinfo')
+        rc, out, err = self.module.run_command([path], environ_update={'LC_ALL': 'C'})
+        if rc != 0:
+            raise CommandError('sysinfo failed (exit status %s): %s' % (rc, (err or out).strip()))
+        try:
+            return json.loads(out)
+        except ValueError as e:
+            raise CommandError('sysinfo printed no JSON: %s' % e)
+
+    def prefetch_sysinfo(self):
+        """Run sysinfo in the background while the sources are asked (it is slow on SmartOS)."""
+        box = {}
+
+        def run():
+            try:
+                box['value'] = self._read_sysinfo()
+            except BaseException as e:  # pylint: disable=broad-exception-caught
+                box['error'] = e
+        thread = threading.Thread(target=run)
+        thread.daemon = True
+        thread.start()
+        self._sysinfo_prefetch = (thread, box)
+
     def sysinfo(self):
         if self._sysinfo is None:
-            path = find_binary(self.module, self.params['sysinfo_path'], 'sysinfo')
-            rc, out, err = self.module.run_command([path], environ_update={'LC_ALL': 'C'})
-            if rc != 0:
-                raise CommandError('sysinfo failed (exit status %s): %s' % (rc, (err or out).strip()))
-            try:
-                self._sysinfo = json.loads(out)
-            except ValueError as e:
-                raise CommandError('sysinfo printed no JSON: %s' % e)
+            prefetch = getattr(self, '_sysinfo_prefetch', None)
+            if prefetch is not None:
+                thread, box = prefetch
+                thread.join()
+                self._sysinfo_prefetch = None
+                if 'error' in box:
+                    raise box['error']
+                self._sysinfo = box['value']
+            else:
+                self._sysinfo = self._read_sysinfo()
         return self._sysinfo
 
     def check_platform(self, manifest):
@@ -219,10 +245,13 @@ class ImageManager(object):
         if p.get('manifest') is not None or p.get('file'):
             return self.install_from_file()
         tops = []
+        uuids = self.targets()
+        if p.get('name') or [u for u in uuids if not self.installed.is_installed(self.pool, u)]:
+            self.prefetch_sysinfo()
         if p.get('name'):
             manifest, source, client = self.select_by_name(p['name'], p.get('version'))
             tops.append((manifest['uuid'], (manifest, source, client)))
-        for uuid in self.targets():
+        for uuid in uuids:
             tops.append((uuid, None))
 
         plan = OrderedDict()  # uuid -> (manifest, source, client), base before top, each once
@@ -305,8 +334,11 @@ class ImageManager(object):
         client = self.client(source)  # one HTTP session per thread
         uuid = manifest['uuid']
         p = self.params
+        installer = self.installer()
         with ImageLock(uuid, lock_dir=p['lock_dir'], timeout=p['lock_timeout']):
-            if self.installed.is_installed(self.pool, uuid, fresh=True):
+            installed, partial_left = installer.state(self.pool, uuid)  # after the lock: the truth now
+            self.installed.mark(self.pool, uuid, installed)
+            if installed:
                 with self._lock:
                     self.warnings.append('image %s was imported by someone else while waiting for its lock' % uuid)
                 return
@@ -315,9 +347,8 @@ class ImageManager(object):
                                               % (manifest['origin'], uuid, self.pool), uuid=uuid, origin=manifest['origin'])
             info = file_info(manifest) or {}
             attempts = int(p['retries']) + 1
-            installer = self.installer()
             for attempt in range(attempts):
-                installer.clean_partial(self.pool, uuid)
+                installer.clean_partial(self.pool, uuid, exists=partial_left if attempt == 0 else None)
                 try:
                     with client.get_image_file(uuid) as f:
                         if f.content_length is None:

@@ -276,13 +276,24 @@ class ZfsInstaller(object):
     def names(pool, uuid):
         return '%s/%s' % (pool, uuid), '%s/%s-partial' % (pool, uuid)
 
-    def clean_partial(self, pool, uuid):
-        """Destroy a ``-partial`` left by a killed run. Returns True if there was one."""
+    def clean_partial(self, pool, uuid, exists=None):
+        """Destroy a ``-partial`` left by a killed run. Returns True if there was one.
+
+        ``exists`` is the caller's answer when it already asked ZFS.
+        """
         dummy, partial = self.names(pool, uuid)
-        if self.backend.exists(partial):
+        if exists is None:
+            exists = self.backend.exists(partial)
+        if exists:
             self.backend.destroy(partial, recursive=True)
             return True
         return False
+
+    def state(self, pool, uuid):
+        """(final exists, -partial exists), in one question to ZFS."""
+        final, partial = self.names(pool, uuid)
+        found = self.backend.which_exist([final, partial])
+        return final in found, partial in found
 
     def receive(self, pool, manifest, chunks, compression, expected_size=None, expected_sha1=None, expected_md5=None,
                 source=None, verify=True):

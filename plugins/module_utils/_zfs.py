@@ -329,6 +329,10 @@ class ZfsBackend:
         """Whether the filesystem, volume or snapshot ``name`` exists."""
         raise NotImplementedError
 
+    def which_exist(self, names):
+        """The subset of ``names`` that exist (one question where the backend can)."""
+        return set(n for n in names if self.exists(n))
+
     def pool_exists(self, pool):
         """Whether the pool ``pool`` is imported."""
         raise NotImplementedError
@@ -416,6 +420,21 @@ class CliBackend(ZfsBackend):
         except DatasetNotFoundError:
             return False
         return True
+
+    def which_exist(self, names):
+        """One ``zfs list -H -o name A B ...``: it prints the ones that exist, and
+        says "dataset does not exist" (exit 1) for the others."""
+        names = list(names)
+        for name in names:
+            _check_name(name)
+        if not names:
+            return set()
+        argv = self.runner.zfs_argv('list', '-H', '-o', 'name', *names)
+        rc, out, err = self.runner.run(argv, check=False)
+        found = set(line.strip() for line in out.splitlines() if line.strip())
+        if rc != 0 and not _NOT_FOUND_RE.search(err or ''):
+            raise self.runner.error(argv, rc, out, err)
+        return found & set(names)
 
     def pool_exists(self, pool):
         _check_name(pool, 'pool')
