@@ -134,11 +134,12 @@ def stream_into_zfs(chunks, receive_argv, decompressor_argv=None, want_md5=False
         recv_stdin = subprocess.PIPE
         dec = None
         if decompressor_argv:
-            dec = subprocess.Popen(decompressor_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
+            # run_command cannot stream: the pipeline needs its own processes
+            dec = subprocess.Popen(decompressor_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # pylint: disable=consider-using-with,ansible-bad-function
                                    stderr=subprocess.PIPE, env=env, close_fds=True)
             procs.append(dec)
             recv_stdin = dec.stdout
-        recv = subprocess.Popen(receive_argv, stdin=recv_stdin, stdout=subprocess.DEVNULL,  # pylint: disable=consider-using-with
+        recv = subprocess.Popen(receive_argv, stdin=recv_stdin, stdout=subprocess.DEVNULL,  # pylint: disable=consider-using-with,ansible-bad-function
                                 stderr=subprocess.PIPE, env=env, close_fds=True)
         procs.append(recv)
         if dec is not None:

@@ -27,6 +27,24 @@ import math
 import re
 import traceback
 
+from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
+    InvalidManifestError,
+    InvalidUUIDError,
+    ManifestValidationError,
+    MissingLibraryError,
+    PlatformError,
+    UsageError,
+)
+from ansible_collections.smartos.imgadm.plugins.module_utils._manifest_schema import (
+    IMAGE_OSES,
+    IMAGE_TYPES,
+    MAX_TAGS_LENGTH,
+    PLATFORM_TIMESTAMP_PATTERN,
+    SCHEMA,
+    SERVER_REQUIRED,
+    ZVOL_FIELDS,
+)
+
 # jsonschema is imported on first use: an import from a source never validates,
 # and the import costs about 0.1 s of every module run.
 HAS_JSONSCHEMA = True  # until the lazy import fails
@@ -46,24 +64,6 @@ def _jsonschema():
     if not HAS_JSONSCHEMA or 'error' in _JSONSCHEMA:
         raise MissingLibraryError('jsonschema', exception=_JSONSCHEMA.get('error') or JSONSCHEMA_IMPORT_ERROR)
     return _JSONSCHEMA
-
-from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
-    InvalidManifestError,
-    InvalidUUIDError,
-    ManifestValidationError,
-    MissingLibraryError,
-    PlatformError,
-    UsageError,
-)
-from ansible_collections.smartos.imgadm.plugins.module_utils._manifest_schema import (
-    IMAGE_OSES,
-    IMAGE_TYPES,
-    MAX_TAGS_LENGTH,
-    PLATFORM_TIMESTAMP_PATTERN,
-    SCHEMA,
-    SERVER_REQUIRED,
-    ZVOL_FIELDS,
-)
 
 
 # Lowercase only, like imgadm's UUID_RE. Used before any path or dataset name
