@@ -281,9 +281,10 @@ class ImageManager(object):
             self.result.action('import image %s (%s@%s) from %s' % (u, m.get('name'), m.get('version'), s.url))
         if plan and not self.check_mode:
             self._import_all(plan)
-        after = before if self.check_mode else self._installed_lines(top_uuids + list(plan))
         if self.check_mode:
             after = sorted(set(before) | set(self._line(m) for m, s, c in plan.values()))
+        else:
+            after = self._installed_lines(top_uuids + list(plan))
         self.result.set_diff(_lines(before), _lines(after))
         self._set_images(top_uuids, plan)
         return self.result
