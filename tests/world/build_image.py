@@ -6,6 +6,8 @@ with a few files in it, snapshotted as @final and sent with
 `zfs send [-i POOL/imgbuild/ORIGIN@final] POOL/imgbuild/UUID@final`
 through gzip/bzip2/xz (or nothing) into OUT_DIR/NAME-VERSION.zfs[.gz|.bz2|.xz].
 A v2 manifest goes to OUT_DIR/NAME-VERSION.imgmanifest.
+With --type zvol the dataset is a volume (`zfs create -V`) whose device
+gets the data; --send-flags adds `zfs send` flags (e.g. "-c -L -e").
 
 Everything streams through pipes between subprocesses; no image stream
 is ever held in memory. Only the Python standard library is used.
@@ -29,6 +31,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -44,8 +47,10 @@ EXTENSIONS = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz", "none": ""}
 MANIFEST_KEY_ORDER = [
     "v", "uuid", "owner", "name", "version", "state", "disabled", "public",
     "published_at", "type", "os", "files", "description", "requirements",
-    "tags", "origin",
+    "tags", "origin", "nic_driver", "disk_driver", "cpu_type", "image_size",
 ]
+ZVOL_MIN_MIB = 8
+ZVOL_DEV_TIMEOUT = 60
 DEFAULT_REQUIREMENTS = {"min_platform": {"7.0": "20130101T000000Z"}}
 _DEFAULT = object()
 
@@ -95,8 +100,8 @@ def zfs_dependents(name, zfs="zfs"):
     """Filesystems (anywhere in the pool) that are clones of snapshots of
     `name` or of its descendants, transitively (outside `name` itself)."""
     pool = _pool_of(name)
-    p = run([zfs, "list", "-H", "-o", "name,origin", "-t", "filesystem",
-             "-r", pool], check=False)
+    p = run([zfs, "list", "-H", "-o", "name,origin", "-t",
+             "filesystem,volume", "-r", pool], check=False)
     origin_of = {}
     for ln in p.stdout.decode().splitlines():
         parts = ln.split("\t")
@@ -305,26 +310,61 @@ def iso_ms(dt=None):
 
 
 def _write_data(path, size_mib, kind, seed):
+    with open(path, "wb") as f:
+        _write_data_to(f, size_mib, kind, seed)
+
+
+def _write_data_to(f, size_mib, kind, seed):
+    """Write `size_mib` MiB of `kind` data to the open binary file `f` and
+    fsync it."""
     mib = 1024 * 1024
     text_line = ("imgtest %s the quick brown fox jumps over the lazy dog "
                  "0123456789\n" % seed).encode()
     text_block = (text_line * (mib // len(text_line) + 1))[:mib]
     zeros = b"\0" * mib
-    with open(path, "wb") as f:
-        for i in range(int(size_mib)):
-            if kind == "random":
-                f.write(os.urandom(mib))
-            elif kind == "zeros":
-                f.write(zeros)
-            elif kind == "text":
-                f.write(text_block)
-            else:
-                raise ValueError("data must be random, zeros or text")
-        frac = size_mib - int(size_mib)
-        if frac > 0:
-            n = int(frac * mib)
-            f.write(os.urandom(n) if kind == "random" else
-                    (zeros[:n] if kind == "zeros" else text_block[:n]))
+    for dummy in range(int(size_mib)):
+        if kind == "random":
+            f.write(os.urandom(mib))
+        elif kind == "zeros":
+            f.write(zeros)
+        elif kind == "text":
+            f.write(text_block)
+        else:
+            raise ValueError("data must be random, zeros or text")
+    frac = size_mib - int(size_mib)
+    if frac > 0:
+        n = int(frac * mib)
+        f.write(os.urandom(n) if kind == "random" else
+                (zeros[:n] if kind == "zeros" else text_block[:n]))
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def zvol_device(ds):
+    return "/dev/zvol/" + ds
+
+
+def _write_zvol(ds, vol_mib, size_mib, kind, marker):
+    """Write a 4 KiB JSON marker block, then `size_mib` MiB of `kind` data
+    from offset 1 MiB, to the device of volume `ds` (waiting for the device
+    node to appear) and fsync it."""
+    if size_mib + 1 > vol_mib:
+        raise ValueError("%s MiB of data do not fit the %d MiB volume %s"
+                         % (size_mib, vol_mib, ds))
+    dev = zvol_device(ds)
+    deadline = time.monotonic() + ZVOL_DEV_TIMEOUT
+    while not os.path.exists(dev):
+        if time.monotonic() > deadline:
+            raise ZfsError("the device %s of volume %s did not appear "
+                           "within %d s" % (dev, ds, ZVOL_DEV_TIMEOUT))
+        time.sleep(0.2)
+    block = (json.dumps(marker) + "\n").encode()
+    block += b"\0" * (4096 - len(block) % 4096)
+    with open(dev, "r+b") as f:
+        f.write(block)
+        if size_mib:
+            f.seek(1024 * 1024)
+            _write_data_to(f, size_mib, kind, marker["uuid"])
         f.flush()
         os.fsync(f.fileno())
 
@@ -402,11 +442,11 @@ def publish_image(url, manifest, file_path, channels=None, timeout=120):
 
 def build_image(pool, out_dir, name, version, compression="gzip",
                 origin=None, size_mib=0, files=None, uuid=None,
-                type="zone-dataset", os="smartos", server_data_dir=None,
+                type="zone-dataset", os=None, server_data_dir=None,
                 published_at=None, state="active", channels=None, zfs="zfs",
                 extra_manifest=None, data="random", tags=_DEFAULT,
                 description=None, public=True, owner=UNSET_OWNER_UUID,
-                level=None, publish_url=None):
+                level=None, publish_url=None, send_flags=None):
     """Build one image; returns dict(manifest=, file_path=, manifest_path=,
     dataset=, snapshot=, uuid=).
 
@@ -425,10 +465,28 @@ def build_image(pool, out_dir, name, version, compression="gzip",
     publish_url: also publish it to that IMGAPI over HTTP (publish_image).
     extra_manifest: keys merged into the manifest last (None deletes).
     level: compression level passed to the compressor (-N).
+    send_flags: extra `zfs send` flags, a list or a shell-style string
+        (e.g. "-c -L -e" on OpenZFS); default none.
+    type: "zone-dataset" (a filesystem) or "zvol": a volume
+        (`zfs create -V`, at least 8 MiB, and 1 MiB more than size_mib) whose
+        device /dev/zvol/POOL/imgbuild/UUID gets a JSON marker block and then
+        the data; the manifest gets the required zvol fields (nic_driver,
+        disk_driver virtio, cpu_type host, image_size = volsize in MiB).
+        For an incremental zvol image, origin must be a zvol image too.
+    os: manifest os; default "smartos", "other" for a zvol.
     """
     _os = __import__("os")
     if compression not in COMPRESSIONS:
         raise ValueError("compression must be one of %s" % (COMPRESSIONS,))
+    if type not in ("zone-dataset", "zvol"):
+        raise ValueError("type must be zone-dataset or zvol, not %r" % (type,))
+    is_zvol = type == "zvol"
+    if os is None:
+        os = "other" if is_zvol else "smartos"
+    if is_zvol and files:
+        raise ValueError("a zvol image has no files")
+    if isinstance(send_flags, str):
+        send_flags = shlex.split(send_flags)
     image_uuid = uuid or str(uuidlib.uuid4())
     origin_uuid = _origin_uuid(origin)
     ds = build_dataset(pool, image_uuid)
@@ -445,40 +503,53 @@ def build_image(pool, out_dir, name, version, compression="gzip",
         if not zfs_exists(origin_snap, zfs):
             raise ZfsError("origin %s was not built in pool %s (%s missing)"
                            % (origin_uuid, pool, origin_snap))
+        origin_type = zfs_get(build_dataset(pool, origin_uuid), "type", zfs)
+        if (origin_type == "volume") != is_zvol:
+            raise ZfsError("origin %s is a %s, the image a %s"
+                           % (origin_uuid, origin_type, type))
         run([zfs, "clone", origin_snap, ds])
+    elif is_zvol:
+        vol_mib = max(ZVOL_MIN_MIB, int(-(-size_mib // 1)) + 1)
+        run([zfs, "create", "-V", "%dM" % vol_mib, ds])
     else:
         run([zfs, "create", ds])
 
     try:
-        if zfs_get(ds, "mounted", zfs) != "yes":
-            run([zfs, "mount", ds])
-        mnt = zfs_get(ds, "mountpoint", zfs)
-        _os.makedirs(_os.path.join(mnt, "etc"), exist_ok=True)
-        marker = _os.path.join(mnt, "etc", "imgtest-" + image_uuid)
-        with open(marker, "w") as f:
-            json.dump({"uuid": image_uuid, "name": name, "version": version,
-                       "origin": origin_uuid}, f)
-            f.write("\n")
-            f.flush()
-            _os.fsync(f.fileno())
-        if size_mib:
-            _os.makedirs(_os.path.join(mnt, "data"), exist_ok=True)
-            _write_data(_os.path.join(mnt, "data", "blob-" + image_uuid),
-                        size_mib, data, image_uuid)
-        for rel, content in (files or {}).items():
-            p = _os.path.join(mnt, rel.lstrip("/"))
-            _os.makedirs(_os.path.dirname(p), exist_ok=True)
-            with open(p, "wb") as f:
-                f.write(content.encode() if isinstance(content, str)
-                        else content)
+        if is_zvol:
+            vol_mib = int(zfs_get(ds, "volsize", zfs)) // (1024 * 1024)
+            _write_zvol(ds, vol_mib, size_mib, data, {
+                "uuid": image_uuid, "name": name, "version": version,
+                "origin": origin_uuid})
+        else:
+            if zfs_get(ds, "mounted", zfs) != "yes":
+                run([zfs, "mount", ds])
+            mnt = zfs_get(ds, "mountpoint", zfs)
+            _os.makedirs(_os.path.join(mnt, "etc"), exist_ok=True)
+            marker = _os.path.join(mnt, "etc", "imgtest-" + image_uuid)
+            with open(marker, "w") as f:
+                json.dump({"uuid": image_uuid, "name": name, "version": version,
+                           "origin": origin_uuid}, f)
+                f.write("\n")
                 f.flush()
                 _os.fsync(f.fileno())
+            if size_mib:
+                _os.makedirs(_os.path.join(mnt, "data"), exist_ok=True)
+                _write_data(_os.path.join(mnt, "data", "blob-" + image_uuid),
+                            size_mib, data, image_uuid)
+            for rel, content in (files or {}).items():
+                p = _os.path.join(mnt, rel.lstrip("/"))
+                _os.makedirs(_os.path.dirname(p), exist_ok=True)
+                with open(p, "wb") as f:
+                    f.write(content.encode() if isinstance(content, str)
+                            else content)
+                    f.flush()
+                    _os.fsync(f.fileno())
         run([zfs, "snapshot", snap])
         guid = zfs_get(snap, "guid", zfs)
 
         file_path = _os.path.join(out_dir, "%s-%s.zfs%s" % (
             name, version, EXTENSIONS[compression]))
-        send_argv = [zfs, "send"]
+        send_argv = [zfs, "send"] + list(send_flags or [])
         if origin_snap:
             send_argv += ["-i", origin_snap]
         send_argv.append(snap)
@@ -504,6 +575,8 @@ def build_image(pool, out_dir, name, version, compression="gzip",
             pass
         raise
 
+    if is_zvol:
+        vol_mib = int(zfs_get(ds, "volsize", zfs)) // (1024 * 1024)
     if published_at is None and state in ("active", "disabled"):
         published_at = iso_ms()
     if tags is _DEFAULT:
@@ -532,6 +605,11 @@ def build_image(pool, out_dir, name, version, compression="gzip",
         manifest["tags"] = tags
     if origin_uuid:
         manifest["origin"] = origin_uuid
+    if is_zvol:
+        manifest["nic_driver"] = "virtio"
+        manifest["disk_driver"] = "virtio"
+        manifest["cpu_type"] = "host"
+        manifest["image_size"] = vol_mib
     for k, v in (extra_manifest or {}).items():
         if v is None:
             manifest.pop(k, None)
@@ -587,8 +665,11 @@ def main(argv=None):
     p.add_argument("--file", action="append", default=[],
                    metavar="REL=CONTENT", help="extra file (repeatable)")
     p.add_argument("--uuid")
-    p.add_argument("--type", default="zone-dataset")
-    p.add_argument("--os", default="smartos")
+    p.add_argument("--type", default="zone-dataset",
+                   choices=["zone-dataset", "zvol"])
+    p.add_argument("--os", help="default smartos, other for a zvol")
+    p.add_argument("--send-flags", default="",
+                   help='extra zfs send flags, e.g. "-c -L -e" (OpenZFS)')
     p.add_argument("--server-data-dir")
     p.add_argument("--publish", metavar="URL",
                    help="publish the image to this IMGAPI over HTTP")
@@ -609,7 +690,8 @@ def main(argv=None):
         published_at=a.published_at, state=a.state,
         channels=a.channels.split(",") if a.channels else None, zfs=a.zfs,
         extra_manifest=json.loads(a.extra_manifest) if a.extra_manifest
-        else None, data=a.data, level=a.level, publish_url=a.publish)
+        else None, data=a.data, level=a.level, publish_url=a.publish,
+        send_flags=a.send_flags)
     json.dump(res, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

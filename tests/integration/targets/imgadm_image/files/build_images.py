@@ -4,7 +4,8 @@
                     (--server-data-dir DIR | --publish-url URL) SPEC_JSON
 
 SPEC_JSON is a list of {key, name, version, compression?, origin? (an earlier key),
-size_mib?, data?, server? (default true), published_at?}. Images with server true
+size_mib?, data?, server? (default true), published_at?, type? (zone-dataset|zvol),
+send_flags? (extra zfs send flags, e.g. "-c -L -e")}. Images with server true
 are stored in the image server's data dir (same host) or published to it over HTTP
 (a remote node). Prints {key: {uuid, manifest, file_path, manifest_path}}. Every uuid
 is appended to the state file before its build starts, so that cleanup.py finds it.
@@ -49,7 +50,8 @@ def main():
             size_mib=item.get('size_mib', 1), data=item.get('data', 'random'),
             uuid=image_uuid, published_at=item.get('published_at'),
             server_data_dir=a.server_data_dir if on_server else None,
-            publish_url=a.publish_url if on_server else None)
+            publish_url=a.publish_url if on_server else None,
+            type=item.get('type', 'zone-dataset'), send_flags=item.get('send_flags'))
         built[item['key']] = dict(uuid=res['uuid'], manifest=res['manifest'], file_path=res['file_path'],
                                   manifest_path=res['manifest_path'])
     json.dump(built, sys.stdout, indent=2)
