@@ -233,6 +233,12 @@ class ImageMissingOriginalSnapshotError(ImgadmError):
     code = 'ImageMissingOriginalSnapshot'
 
 
+class OriginSnapshotMismatchError(ImgadmError):
+    """The installed origin's @final is not the snapshot an incremental image was sent from."""
+
+    code = 'OriginSnapshotMismatch'
+
+
 __all__ = (
     'ImgadmError', 'UsageError', 'InvalidUUIDError', 'ConfigError', 'MissingLibraryError',
     'ManifestError', 'InvalidManifestError', 'ManifestValidationError', 'PlatformError',
@@ -242,4 +248,5 @@ __all__ = (
     'ActiveImageNotFoundError', 'ImageNotActiveError', 'ImageNotInstalledError',
     'OriginNotInstalledError', 'ImageHasDependentClonesError',
     'UnexpectedNumberOfSnapshotsError', 'UncompressionError', 'ImageMissingOriginalSnapshotError',
+    'OriginSnapshotMismatchError',
 )

@@ -38,6 +38,7 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     InvalidManifestError,
     NoSourcesError,
     OriginNotInstalledError,
+    OriginSnapshotMismatchError,
     UsageError,
 )
 from ansible_collections.smartos.imgadm.plugins.module_utils._imgapi import ImgapiClient
@@ -71,6 +72,7 @@ class ImageManager(object):
         self.installed = InstalledImages(self.backend, self.db, run_zoneadm=self._run_zoneadm)
         self._decompressors = None
         self._sysinfo = None
+        self._source_manifests = {}  # uuid -> manifest as the source serves it (origin chains)
         self._lock = threading.Lock()
         self.result = Result(module)
         self.result.data.update(imported=[], deleted=[], updated=[], zfs_backend=self.backend.name)
@@ -266,6 +268,8 @@ class ImageManager(object):
             if manifest.get('state') != 'active':
                 raise ImageNotActiveError('image "%s" is not active (state %s)' % (uuid, manifest.get('state')), uuid=uuid)
             chain = self.ancestry(manifest, client)
+            for m in chain:
+                self._source_manifests.setdefault(m['uuid'], m)
             for m in reversed(chain):
                 if m['uuid'] in plan or self.installed.is_installed(self.pool, m['uuid']):
                     continue
@@ -346,6 +350,8 @@ class ImageManager(object):
             if manifest.get('origin') and not self.installed.is_installed(self.pool, manifest['origin'], fresh=origin_future is None):
                 raise OriginNotInstalledError('origin %s of image %s is not installed on pool %s'
                                               % (manifest['origin'], uuid, self.pool), uuid=uuid, origin=manifest['origin'])
+            if manifest.get('origin'):
+                self._check_origin_snapshot(manifest)
             info = file_info(manifest) or {}
             attempts = int(p['retries']) + 1
             for attempt in range(attempts):
@@ -371,6 +377,28 @@ class ImageManager(object):
                     ('source', source.url), ('compression', info.get('compression')), ('bytes', stats.bytes),
                     ('seconds', round(stats.seconds, 3)), ('mib_per_second', stats.throughput), ('attempts', attempt + 1),
                 ]))
+
+    def _check_origin_snapshot(self, manifest):
+        """Refuse an incremental image whose installed origin is not the snapshot it was sent from.
+
+        The origin's ``files[0].dataset_guid`` (as its source serves it) names the
+        snapshot; without it, ``zfs receive`` is left to judge.
+        """
+        origin = manifest['origin']
+        om = self._source_manifests.get(origin)
+        if om is None:
+            om = self.db.read(self.pool, origin)[0].get('manifest') or {}
+        want = (file_info(om) or {}).get('dataset_guid')
+        if not want:
+            return
+        snap = '%s/%s@final' % (self.pool, origin)
+        got = self.backend.get_properties([snap], ['guid']).get(snap, {}).get('guid')
+        if got is not None and str(got) != str(want):
+            raise OriginSnapshotMismatchError(
+                'image %s (%s@%s) is incremental from %s with guid %s, but the installed origin %s has guid %s: '
+                'the origin on pool %s is another image with the same uuid; delete it and import again'
+                % (manifest['uuid'], manifest.get('name'), manifest.get('version'), snap, want, snap, got, self.pool),
+                uuid=manifest['uuid'], origin=origin, expected_guid=str(want), found_guid=str(got))
 
     # ---- state=present, from files
 
