@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything `make test` runs, in order; each step's output goes to the console.
-# Ends with one summary line "tests: N passed, N failed" counting the steps.
+# Ends with one summary line "steps: N passed, N failed" counting the steps.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top" || exit 1
@@ -17,6 +17,10 @@ step() {
         failed=$((failed + 1)); failures+=("$name"); echo "--- $name: FAILED ($((SECONDS - t0)) s)"
     fi
 }
+
+# the ZFS daemon, pools and image server first: the units' real-ZFS tests need the daemon
+make -s bootstrap >/dev/null
+bash tests/world/world.sh up || { echo "the test world did not come up"; exit 1; }
 
 step "sanity (ansible-core 2.19)" make -s sanity-2.19
 step "sanity (ansible-core 2.21)" make -s sanity-2.21
