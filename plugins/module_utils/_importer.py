@@ -261,6 +261,12 @@ def verify_stream(label, stats, expected_size=None, expected_sha1=None, expected
                             expected_sha1=expected_sha1, got_sha1=stats.sha1)
 
 
+# The short finishing steps (snapshot check, unmount, rename, mount) of images
+# imported side by side run one at a time: the streams overlap, the namespace
+# changes do not (zfs-fuse has been seen to hang on concurrent mount/unmount).
+_FINISH_LOCK = threading.Lock()
+
+
 class ZfsInstaller(object):
     """Receives one image into ``POOL/UUID`` through ``POOL/UUID-partial``.
 
@@ -320,16 +326,17 @@ class ZfsInstaller(object):
                 raise
             if verify:
                 verify_stream(label, stats, expected_size, expected_sha1, expected_md5)
-            self._ensure_final_snapshot(partial, label)
-            self.db.write(pool, uuid, manifest, source=source)
-            db_written = True
-            if '-u' not in recv_argv and manifest.get('type') != 'zvol':
-                # received mounted (no "zfs receive -u" here): a mounted filesystem may refuse the rename
-                self.backend.unmount(partial)
-            self.backend.rename(partial, final)
-            renamed = True
-            if manifest.get('type') != 'zvol':
-                self.backend.mount(final)
+            with _FINISH_LOCK:
+                self._ensure_final_snapshot(partial, label)
+                self.db.write(pool, uuid, manifest, source=source)
+                db_written = True
+                if '-u' not in recv_argv and manifest.get('type') != 'zvol':
+                    # received mounted (no "zfs receive -u" here): a mounted filesystem may refuse the rename
+                    self.backend.unmount(partial)
+                self.backend.rename(partial, final)
+                renamed = True
+                if manifest.get('type') != 'zvol':
+                    self.backend.mount(final)
             return stats
         except BaseException:
             self._undo(pool, uuid, db_written, renamed)
