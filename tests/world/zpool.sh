@@ -59,6 +59,7 @@ ensure_daemon() {
         if [ -f "$PIDFILE" ] && ! kill -0 "$(cat "$PIDFILE" 2>/dev/null)" 2>/dev/null; then
             rm -f "$PIDFILE"
         fi
+        clear_stale_mounts
         log "starting zfs-fuse"
         zfs-fuse --pidfile "$PIDFILE" || die "zfs-fuse failed to start"
     fi
@@ -68,6 +69,51 @@ ensure_daemon() {
         [ "$i" -le $((DAEMON_WAIT * 5)) ] || die "zfs daemon does not answer after ${DAEMON_WAIT}s"
         sleep 0.2
     done
+}
+
+clear_stale_mounts() {
+    # With no daemon running, every fuse.zfs mount left in the mount table is
+    # dead ("Transport endpoint is not connected") and would make pool
+    # creation or import fail on its mountpoint.
+    local mp
+    awk '$3 == "fuse.zfs" {print $2}' /proc/mounts 2>/dev/null | sort -r | while read -r mp; do
+        mp=$(printf '%b' "$mp")
+        log "unmounting stale zfs-fuse mount $mp"
+        umount -l "$mp" 2>/dev/null || umount -f "$mp" 2>/dev/null || true
+    done
+}
+
+clear_mountpoint() {
+    # `zpool create` refuses a default mountpoint /POOL that is a non-empty
+    # directory. Empty directories there are leftovers of earlier runs
+    # (datasets mounted while the pool itself was not) and are removed;
+    # anything else is moved aside, not deleted. (A pool mounted elsewhere
+    # with -m was tried: zfs-fuse hung unmounting its children.)
+    local pool=$1 mp="/$1"
+    if [ -d "$mp" ] && ! mountpoint -q "$mp" 2>/dev/null; then
+        find "$mp" -mindepth 1 -depth -type d -empty -delete 2>/dev/null || true
+        if [ -n "$(ls -A "$mp" 2>/dev/null)" ]; then
+            local aside
+            aside="$mp.aside-$(date +%Y%m%dT%H%M%S)-$$"
+            mv "$mp" "$aside" || die "$mp is a non-empty directory and cannot be moved aside"
+            log "$mp was a non-empty directory; moved it to $aside"
+        fi
+    fi
+}
+
+mount_pool() {
+    # zfs-fuse imports the pools in its cache when it starts but does not
+    # mount them; mount POOL and its canmount=on filesystems, parents first.
+    local pool=$1 ds mp
+    zfs list -H -o name,canmount,mounted,mountpoint -t filesystem -r "$pool" 2>/dev/null \
+        | awk -F'\t' '$2 == "on" && $3 == "no" && $4 ~ /^\// {n = split($1, a, "/"); print n "\t" $1 "\t" $4}' \
+        | sort -n | cut -f2- \
+        | while IFS=$'\t' read -r ds mp; do
+            if [ -d "$mp" ] && ! mountpoint -q "$mp" 2>/dev/null; then
+                find "$mp" -mindepth 1 -depth -type d -empty -delete 2>/dev/null || true
+            fi
+            zfs mount "$ds" >/dev/null 2>&1 || log "could not mount $ds on $mp"
+        done
 }
 
 pool_exists() {
@@ -90,6 +136,7 @@ cmd_up() {
             rm -f "$img"
             truncate -s "$size" "$img"
             local out
+            clear_mountpoint "$pool"
             if ! out=$(zpool create -f "$pool" "$img" 2>&1); then
                 rm -f "$img"
                 die "zpool create $pool failed: $out"
@@ -100,6 +147,7 @@ cmd_up() {
         fi
     fi
     pool_exists "$pool" || die "pool $pool is not available"
+    mount_pool "$pool"
     echo "$pool $(zfs get -H -o value mountpoint "$pool")"
 }
 

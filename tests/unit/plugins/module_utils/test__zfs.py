@@ -40,6 +40,10 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._zfs import (
     get_backend,
     subprocess_run_command,
 )
+from ansible_collections.smartos.imgadm.tests.unit.plugins.modules.conftest_images import (
+    create_pool,
+    require_real_zfs,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -382,27 +386,23 @@ def _destroy_pool():
 # teardown would only run much later (leaving the pool behind)
 @pytest.fixture
 def real_backend():
-    if os.geteuid() != 0:
-        pytest.skip('real zfs tests need root')
-    zpool = _zfs.find_bin('zpool')
-    if os.sep not in zpool or _sh(zpool, 'list', '-H', '-o', 'name').returncode != 0:
-        pytest.skip('no usable zfs on this machine')
+    zpool = require_real_zfs()
     status = _sh(zpool, 'status', POOL)
     if status.returncode == 0:
         if POOL_FILE not in status.stdout:
-            pytest.skip('a pool named %s exists and is not ours' % POOL)
+            pytest.fail('a pool named %s exists and is not ours' % POOL)
         _destroy_pool()  # left over by an interrupted run
-    with open(POOL_FILE, 'wb') as fh:
-        fh.truncate(256 * 1024 * 1024)
-    res = _sh(zpool, 'create', POOL, POOL_FILE)
-    if res.returncode != 0:
-        os.unlink(POOL_FILE)
-        pytest.skip('cannot create pool %s: %s' % (POOL, res.stderr))
+    create_pool(POOL, POOL_FILE, 256 * 1024 * 1024)
     try:
         yield CliBackend(ZfsRunner())
     finally:
         _destroy_pool()
         os.unlink(POOL_FILE)
+
+
+def _path(rel):
+    """Where POOL/REL is mounted (the test pools are not mounted on /POOL)."""
+    return os.path.join(_zfs_value('mountpoint', POOL), rel)
 
 
 def _mounted(name):
@@ -418,7 +418,7 @@ def test_real_create_exists_and_exact_properties(real_backend):
     backend.create(POOL + '/props')
     assert backend.exists(POOL + '/props') is True
     assert backend.exists(POOL + '/nope') is False
-    with open('/%s/props/data' % POOL, 'wb') as fh:
+    with open(_path('props/data'), 'wb') as fh:
         fh.write(os.urandom(200000))
     backend.snapshot(POOL + '/props@s1')
     names = [POOL + '/props', POOL + '/props@s1']
@@ -447,7 +447,7 @@ def test_real_list_datasets_is_limited_to_root(real_backend):
     backend.create(POOL + '/lst/child')
     listing = backend.list_datasets(POOL + '/lst', props=('name', 'origin', 'mountpoint', 'guid', 'used'))
     assert [d['name'] for d in listing] == [POOL + '/lst', POOL + '/lst/child']
-    assert listing[1]['mountpoint'] == '/%s/lst/child' % POOL
+    assert listing[1]['mountpoint'] == _zfs_value('mountpoint', POOL) + '/lst/child'
     assert listing[1]['origin'] is None
     assert listing[1]['guid'] == _zfs_value('guid', POOL + '/lst/child')
     assert listing[0]['used'] == _zfs_value('used', POOL + '/lst')
@@ -517,10 +517,10 @@ def test_real_set_property_and_rollback(real_backend):
     backend.set_property(name, 'imgadm:ignore', 'false')
     assert _zfs_value('imgadm:ignore', name) == 'false'
     backend.snapshot(name + '@pre')
-    with open('/%s/setp/after' % POOL, 'w') as fh:
+    with open(_path('setp/after'), 'w') as fh:
         fh.write('x')
     backend.rollback(name + '@pre')
-    assert not os.path.exists('/%s/setp/after' % POOL)
+    assert not os.path.exists(_path('setp/after'))
     backend.destroy(name, recursive=True)
 
 
@@ -539,7 +539,7 @@ def test_real_send_receive_roundtrip(real_backend, tmp_path):
     backend = real_backend
     src = POOL + '/src'
     backend.create(src)
-    with open('/%s/src/hello' % POOL, 'w') as fh:
+    with open(_path('src/hello'), 'w') as fh:
         fh.write('hello')
     backend.snapshot(src + '@final')
 
@@ -551,7 +551,7 @@ def test_real_send_receive_roundtrip(real_backend, tmp_path):
     backend.rename(POOL + '/img-partial', POOL + '/img')
     backend.mount(POOL + '/img')
     assert _mounted(POOL + '/img') == 'yes'
-    with open('/%s/img/hello' % POOL) as fh:
+    with open(_path('img/hello')) as fh:
         assert fh.read() == 'hello'
     # same snapshot on both sides: same guid, exactly
     guids = backend.get_properties([src + '@final', POOL + '/img@final'], ['guid'])
@@ -560,7 +560,7 @@ def test_real_send_receive_roundtrip(real_backend, tmp_path):
     # incremental stream, received once its source is gone: it lands on the
     # received base (matched by guid), like an incremental image import
     backend.clone(src + '@final', POOL + '/inc')
-    with open('/%s/inc/more' % POOL, 'w') as fh:
+    with open(_path('inc/more'), 'w') as fh:
         fh.write('more')
     backend.snapshot(POOL + '/inc@final')
     stream = tmp_path / 'inc.zfs'
@@ -576,7 +576,7 @@ def test_real_send_receive_roundtrip(real_backend, tmp_path):
     assert res.returncode == 0, res.stderr
     assert backend.get_properties(POOL + '/img2-partial', ['origin'])[POOL + '/img2-partial']['origin'] == POOL + '/img@final'
     assert backend.dependent_clones(POOL + '/img') == [POOL + '/img2-partial']
-    with open('/%s/img2-partial/more' % POOL) as fh:
+    with open(_path('img2-partial/more')) as fh:
         assert fh.read() == 'more'
     backend.destroy(POOL + '/img2-partial', recursive=True)
     backend.destroy(POOL + '/img', recursive=True)

@@ -87,13 +87,61 @@ def _destroy_pool(pool, attempts=30):
 def _pool_name(zpool, tag):
     pool = 'utimg%s%s' % (tag, WORKER)
     status = sh(zpool, 'status', pool)
-    if status.returncode != 0:
+    if status.returncode != 0 and not mountpoint_blocked(pool):
         return pool
-    if '/var/tmp/%s.img' % pool not in status.stdout:
-        pytest.skip('a pool named %s exists and is not ours' % pool)
-    if _destroy_pool(pool, attempts=5):  # left over by an interrupted run
-        return pool
-    return '%sp%d' % (pool, os.getpid())  # stuck in zfs-fuse: use another name
+    if '/var/tmp/%s.img' % pool in status.stdout and _destroy_pool(pool, attempts=5) and not mountpoint_blocked(pool):
+        return pool  # left over by an interrupted run
+    # not ours, stuck in zfs-fuse, or /POOL holds files: use another name
+    return '%sp%d' % (pool, os.getpid())
+
+
+def _remove_empty_dirs(top):
+    for root, dirs, files in os.walk(top, topdown=False):
+        if root != top and not dirs and not files:
+            try:
+                os.rmdir(root)
+            except OSError:
+                pass
+
+
+def mountpoint_blocked(pool):
+    """True when /POOL is a non-empty directory (``zpool create`` would refuse it).
+
+    Empty directories left there by earlier runs (datasets mounted while the
+    pool was not) are removed first. Mounting the test pools elsewhere with
+    ``-m`` was tried: zfs-fuse hung unmounting their children.
+    """
+    top = '/' + pool
+    if not os.path.isdir(top) or os.path.ismount(top):
+        return False
+    _remove_empty_dirs(top)
+    return bool(os.listdir(top))
+
+
+def create_pool(pool, path, size):
+    """Create ``pool`` on a sparse file ``path`` of ``size`` bytes, or fail the test.
+
+    Failing here is a test failure, not a skip: on a machine where the ZFS
+    daemon answers the pool must come up.
+    """
+    if mountpoint_blocked(pool):
+        pytest.fail('cannot create pool %s: /%s is a non-empty directory' % (pool, pool))
+    with open(path, 'wb') as fh:
+        fh.truncate(size)
+    res = sh(find_bin('zpool'), 'create', pool, path)
+    if res.returncode != 0:
+        os.unlink(path)
+        pytest.fail('cannot create pool %s: %s' % (pool, res.stderr))
+
+
+def require_real_zfs():
+    """Skip unless this is root on a machine where ``zpool`` answers; returns zpool's path."""
+    if os.geteuid() != 0:
+        pytest.skip('real zfs tests need root')
+    zpool = find_bin('zpool')
+    if os.sep not in zpool or sh(zpool, 'list', '-H', '-o', 'name').returncode != 0:
+        pytest.skip('no usable zfs on this machine')
+    return zpool
 
 
 def _can_mount(pool):
@@ -114,19 +162,9 @@ def throwaway_pool(tag):
     of a module-scoped fixture only runs when the next test is in another
     module, so a module-scoped pool would be left behind.
     """
-    if os.geteuid() != 0:
-        pytest.skip('real zfs tests need root')
-    zpool = find_bin('zpool')
-    if os.sep not in zpool or sh(zpool, 'list', '-H', '-o', 'name').returncode != 0:
-        pytest.skip('no usable zfs on this machine')
-    pool = _pool_name(zpool, tag)
+    pool = _pool_name(require_real_zfs(), tag)
     path = '/var/tmp/%s.img' % pool
-    with open(path, 'wb') as fh:
-        fh.truncate(POOL_SIZE)
-    res = sh(zpool, 'create', pool, path)
-    if res.returncode != 0:
-        os.unlink(path)
-        pytest.skip('cannot create pool %s: %s' % (pool, res.stderr))
+    create_pool(pool, path, POOL_SIZE)
     try:
         if not _can_mount(pool):
             pytest.skip('zfs-fuse cannot mount another filesystem now (all its ~1000 mounts are in use)')
