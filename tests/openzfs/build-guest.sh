@@ -109,9 +109,9 @@ command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 if [ "${#need[@]}" -gt 0 ]; then
     step_begin host-packages
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    apt-get -o Acquire::Retries=5 update -qq
     # no recommends: no GUI; the guest's NIC is given no option ROM, so ipxe is not needed
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    apt-get -o Acquire::Retries=5 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     step_end host-packages
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -131,9 +131,18 @@ log "building $out ($settings)"
 # --- debootstrap ------------------------------------------------------------
 if ! step_done debootstrap; then
     step_begin debootstrap
-    rm -rf "$tree"
-    debootstrap --variant=minbase --components=main,contrib "$suite" "$tree" "$mirror" > "$work/debootstrap.log" 2>&1 \
-        || { tail -n 30 "$work/debootstrap.log" >&2; die "debootstrap failed; log: $work/debootstrap.log"; }
+    # a mirror hiccup on a fresh CI machine should not fail the run: three tries
+    for try in 1 2 3; do
+        rm -rf "$tree"
+        if debootstrap --variant=minbase --components=main,contrib "$suite" "$tree" "$mirror" \
+                > "$work/debootstrap.log" 2>&1; then
+            break
+        fi
+        tail -n 30 "$work/debootstrap.log" >&2
+        [ "$try" -lt 3 ] || die "debootstrap failed 3 times; log: $work/debootstrap.log"
+        log "debootstrap failed (try $try); again in $((try * 10)) s"
+        sleep $((try * 10))
+    done
     step_end debootstrap
 fi
 
@@ -149,6 +158,7 @@ APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 Acquire::Languages "none";
 Acquire::Check-Valid-Until "false";
+Acquire::Retries "5";
 EOF
 cat > "$tree/etc/dpkg/dpkg.cfg.d/90smartos-imgadm-nodoc" <<'EOF'
 path-exclude /usr/share/doc/*

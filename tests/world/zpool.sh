@@ -24,6 +24,15 @@ usage() {
     exit 2
 }
 
+# zfs-fuse wedged (a new pool's mount never answered) when pools were
+# created or destroyed at the same moment by two processes: creation,
+# import and destruction hold this lock (shared with the unit tests' pools).
+LOCK_FILE=/var/tmp/smartos-imgadm-zpool.lock
+take_lock() {
+    exec 9>>"$LOCK_FILE"
+    flock 9
+}
+
 need_root() {
     [ "$(id -u)" = 0 ] || die "must run as root"
 }
@@ -126,6 +135,7 @@ cmd_up() {
     need_root
     ensure_zfs_installed
     ensure_daemon
+    take_lock
     if ! pool_exists "$pool"; then
         mkdir -p "$POOL_DIR"
         if [ -f "$img" ]; then
@@ -156,6 +166,7 @@ cmd_down() {
     img="$POOL_DIR/$pool.img"
     need_root
     if command -v zpool >/dev/null 2>&1 && daemon_answers && pool_exists "$pool"; then
+        take_lock
         local tries=0
         until zpool destroy -f "$pool" 2>/dev/null; do
             tries=$((tries + 1))

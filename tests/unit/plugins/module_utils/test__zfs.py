@@ -42,6 +42,7 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._zfs import (
 )
 from ansible_collections.smartos.imgadm.tests.unit.plugins.modules.conftest_images import (
     create_pool,
+    pool_lock,
     require_real_zfs,
 )
 
@@ -375,6 +376,11 @@ def _zfs_value(prop, name):
 
 
 def _destroy_pool():
+    with pool_lock():
+        _destroy_pool_locked()
+
+
+def _destroy_pool_locked():
     for dummy in range(10):
         res = _sh(_zfs.find_bin('zpool'), 'destroy', '-f', POOL)
         if res.returncode == 0 or 'no such pool' in res.stderr:

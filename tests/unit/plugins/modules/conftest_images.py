@@ -23,6 +23,7 @@ import base64
 import bz2
 import contextlib
 import copy
+import fcntl
 import gzip
 import hashlib
 import json
@@ -72,8 +73,45 @@ def zfs_value(prop, name):
     return zfs('get', '-Hp', '-o', 'value', prop, name).strip()
 
 
+# zfs-fuse wedged (a new pool's mount never answered, every lookup under it
+# blocked in fuse_get_req) when two pytest-xdist workers created or destroyed
+# pools at the same moment: pool creation and destruction take this lock,
+# shared with tests/world/zpool.sh.
+POOL_LOCK = '/var/tmp/smartos-imgadm-zpool.lock'
+
+
+@contextlib.contextmanager
+def pool_lock():
+    fd = os.open(POOL_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _answers(path, timeout=20.0):
+    """True when ``stat(path)`` returns within ``timeout`` (a wedged FUSE mount never does)."""
+    done = threading.Event()
+
+    def probe():
+        try:
+            os.stat(path)
+        except OSError:
+            pass
+        done.set()
+
+    threading.Thread(target=probe, daemon=True).start()
+    return done.wait(timeout)
+
+
 def _destroy_pool(pool, attempts=30):
     """Destroy ``pool``; True when it is gone."""
+    with pool_lock():
+        return _destroy_pool_locked(pool, attempts)
+
+
+def _destroy_pool_locked(pool, attempts):
     for dummy in range(attempts):
         for name in sorted(zfs_names(pool, 'filesystem'), key=lambda n: n.count('/'), reverse=True):
             sh(find_bin('zfs'), 'unmount', name)
@@ -128,10 +166,13 @@ def create_pool(pool, path, size):
         pytest.fail('cannot create pool %s: /%s is a non-empty directory' % (pool, pool))
     with open(path, 'wb') as fh:
         fh.truncate(size)
-    res = sh(find_bin('zpool'), 'create', pool, path)
-    if res.returncode != 0:
-        os.unlink(path)
-        pytest.fail('cannot create pool %s: %s' % (pool, res.stderr))
+    with pool_lock():
+        res = sh(find_bin('zpool'), 'create', pool, path)
+        if res.returncode != 0:
+            os.unlink(path)
+            pytest.fail('cannot create pool %s: %s' % (pool, res.stderr))
+        if not _answers('/' + pool):
+            pytest.fail('the new pool %s is mounted on /%s but its mount does not answer (zfs-fuse wedged)' % (pool, pool))
 
 
 def require_real_zfs():
