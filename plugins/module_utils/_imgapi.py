@@ -39,23 +39,38 @@ import warnings
 
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-try:
-    import requests
-    from requests import exceptions as _rexc
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR = None
-except ImportError:
-    requests = None
-    _rexc = None
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = traceback.format_exc()
+# ``requests`` (and urllib3) are imported on first use, not when the module
+# loads: they are the largest part of a module's start-up (about 60 ms on a
+# host, a second under emulation), and most runs that find nothing to change
+# never talk HTTP.
+requests = None
+_rexc = None
+_Urllib3HTTPError = None
+_InsecureRequestWarning = None
+HAS_REQUESTS = None  # None until the first try
+REQUESTS_IMPORT_ERROR = None
 
-try:
-    from urllib3.exceptions import HTTPError as _Urllib3HTTPError
-    from urllib3.exceptions import InsecureRequestWarning as _InsecureRequestWarning
-except ImportError:
-    _Urllib3HTTPError = None
-    _InsecureRequestWarning = None
+
+def _load_requests():
+    """Import ``requests`` once; True when it is available."""
+    global requests, _rexc, _Urllib3HTTPError, _InsecureRequestWarning, HAS_REQUESTS, REQUESTS_IMPORT_ERROR
+    if HAS_REQUESTS is None:
+        try:
+            import requests as _requests
+            from requests import exceptions as _exceptions
+        except ImportError:
+            REQUESTS_IMPORT_ERROR = traceback.format_exc()
+            HAS_REQUESTS = False
+            return False
+        try:
+            from urllib3.exceptions import HTTPError, InsecureRequestWarning
+            _Urllib3HTTPError, _InsecureRequestWarning = HTTPError, InsecureRequestWarning
+        except ImportError:
+            pass
+        requests, _rexc = _requests, _exceptions
+        HAS_REQUESTS = True
+    return HAS_REQUESTS
+
 
 from http.client import HTTPException as _HTTPException
 
@@ -91,6 +106,7 @@ _DSAPI_RE = re.compile(r'/datasets/?$')
 
 def default_user_agent():
     """``smartos.imgadm/<ver> (python/<ver>; requests/<ver>)``."""
+    _load_requests()
     req_ver = getattr(requests, '__version__', 'none') if requests is not None else 'none'
     return '%s/%s (python/%s; requests/%s)' % (COLLECTION_NAME, COLLECTION_VERSION, platform.python_version(), req_ver)
 
@@ -151,6 +167,7 @@ def _bool_param(value, name):
 def _transport_errors():
     """Exception classes that mean "the connection failed" (no or partial answer)."""
     errs = [OSError]
+    _load_requests()
     if _rexc is not None:
         errs.extend([_rexc.ConnectionError, _rexc.Timeout, _rexc.ChunkedEncodingError, _rexc.ContentDecodingError])
     if _Urllib3HTTPError is not None:
@@ -223,7 +240,7 @@ class ImgapiClient(object):
     def __init__(self, url, channel=None, insecure=False, timeout=DEFAULT_TIMEOUT, retries=3, backoff=0.5,
                  user_agent=None, request_id=None, session=None, source_type='imgapi',
                  page_size=DEFAULT_PAGE_SIZE, max_retry_after=MAX_RETRY_AFTER):
-        if not HAS_REQUESTS:
+        if not _load_requests():
             raise MissingLibraryError('requests', exception=REQUESTS_IMPORT_ERROR)
         if source_type not in SOURCE_TYPES:
             raise UsageError('invalid source type %r, must be one of: %s' % (source_type, ', '.join(SOURCE_TYPES)),

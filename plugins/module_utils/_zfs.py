@@ -69,9 +69,10 @@ def _load_libzfs_core():
     return module, None
 
 
-# Optional dependency (python3-pyzfs, import name libzfs_core); absent on SmartOS and with zfs-fuse.
-LIBZFS_CORE, LIBZFS_CORE_IMPORT_ERROR = _load_libzfs_core()
-HAS_LIBZFS_CORE = LIBZFS_CORE is not None
+# The optional dependency (python3-pyzfs, import name libzfs_core; absent on
+# SmartOS and with zfs-fuse) is imported by get_backend, never when this file
+# loads: pyzfs builds its cffi bindings at import (1-2 s under emulation), which
+# a run with zfs_backend=cli must not pay.
 
 # Environment forced on every zfs/zpool command: stable, parsable messages.
 ZFS_ENVIRON = {'LC_ALL': 'C'}
@@ -883,7 +884,7 @@ def get_backend(runner, prefer='auto', **kwargs):
 
 
 __all__ = (
-    'HAS_LIBZFS_CORE', 'LIBZFS_CORE_IMPORT_ERROR', 'ZFS_ENVIRON', 'SBIN_DIRS', 'DATASET_TYPES',
+    'ZFS_ENVIRON', 'SBIN_DIRS', 'DATASET_TYPES',
     'NUMERIC_PROPERTIES', 'PROPERTY_ALIASES', 'subprocess_run_command', 'find_bin', 'ZfsRunner',
     'ZfsBackend', 'CliBackend', 'LibzfsCoreBackend', 'libzfs_core_usable', 'get_backend',
 )

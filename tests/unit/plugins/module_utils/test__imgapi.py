@@ -22,6 +22,8 @@ import os
 import re
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -280,6 +282,31 @@ def test_parse_retry_after(value, expected):
 def test_default_user_agent_format():
     assert re.match(r'^smartos\.imgadm/[0-9][^ ]* \(python/3\.[0-9]+\.[0-9]+[^;]*; requests/[0-9][^)]*\)$',
                     I.default_user_agent())
+
+
+@pytest.mark.parametrize('module', [
+    'ansible_collections.smartos.imgadm.plugins.modules.imgadm_source',
+    'ansible_collections.smartos.imgadm.plugins.modules.imgadm_image',
+])
+def test_modules_load_without_importing_requests(module):
+    # requests is imported when a client is first made, not when a module loads
+    code = ('import sys, importlib; importlib.import_module(%r); '
+            'print(sorted(m for m in sys.modules if m.split(".")[0] in ("requests", "urllib3")))' % module)
+    res = subprocess.run([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+                         check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == '[]'
+
+
+def test_first_client_imports_requests(monkeypatch):
+    monkeypatch.setattr(I, 'HAS_REQUESTS', None)
+    monkeypatch.setattr(I, 'requests', None)
+    monkeypatch.setattr(I, '_rexc', None)
+    client = I.ImgapiClient('http://127.0.0.1:1')
+    assert I.HAS_REQUESTS is True
+    assert I.requests is not None and I._rexc is not None
+    assert 'requests/' + I.requests.__version__ in client.session.headers['User-Agent']
 
 
 def test_missing_requests_raises_missing_library(monkeypatch):

@@ -289,15 +289,27 @@ def test_backend_kwargs_are_passed(no_libzfs_core):
     assert backend.busy_retries == 0
 
 
-def test_module_level_flag_matches_this_machine():
-    # pyzfs is not installed here (zfs-fuse); the flag and the saved traceback agree
-    try:
-        import libzfs_core  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
-        present = True
-    except ImportError:
-        present = False
-    assert _zfs.HAS_LIBZFS_CORE is present
-    assert (_zfs.LIBZFS_CORE_IMPORT_ERROR is None) is present
+def _python_with_fake_pyzfs(tmp_path, code):
+    """Run ``code`` in a new interpreter where ``import libzfs_core`` finds a fake that leaves a marker."""
+    (tmp_path / 'libzfs_core.py').write_text('open(%r, "w").close()\n' % str(tmp_path / 'imported'))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path)] + sys.path))
+    res = subprocess.run([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, env=env, check=False)
+    assert res.returncode == 0, res.stderr
+    return (tmp_path / 'imported').exists()
+
+
+def test_loading_the_zfs_layer_does_not_import_pyzfs(tmp_path):
+    code = 'import ansible_collections.smartos.imgadm.plugins.module_utils._zfs'
+    assert _python_with_fake_pyzfs(tmp_path, code) is False
+
+
+def test_cli_backend_does_not_import_pyzfs_and_auto_does(tmp_path):
+    code = ('from ansible_collections.smartos.imgadm.plugins.module_utils._zfs import ZfsRunner, get_backend; '
+            'get_backend(ZfsRunner(), prefer="cli")')
+    assert _python_with_fake_pyzfs(tmp_path, code) is False
+    code = code.replace('"cli"', '"auto"')
+    assert _python_with_fake_pyzfs(tmp_path, code) is True
 
 
 # ------------------------------------------------------------------ runner
