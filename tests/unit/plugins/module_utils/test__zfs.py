@@ -20,7 +20,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import types
 
 import pytest
@@ -42,7 +41,7 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._zfs import (
 )
 from ansible_collections.smartos.imgadm.tests.unit.plugins.modules.conftest_images import (
     create_pool,
-    pool_lock,
+    destroy_pool,
     require_real_zfs,
 )
 
@@ -387,19 +386,6 @@ def _zfs_value(prop, name):
     return res.stdout.strip()
 
 
-def _destroy_pool():
-    with pool_lock():
-        _destroy_pool_locked()
-
-
-def _destroy_pool_locked():
-    for dummy in range(10):
-        res = _sh(_zfs.find_bin('zpool'), 'destroy', '-f', POOL)
-        if res.returncode == 0 or 'no such pool' in res.stderr:
-            return
-        time.sleep(0.5)
-
-
 # function scope: ansible-test runs each test in a fork, where a module-scoped
 # teardown would only run much later (leaving the pool behind)
 @pytest.fixture
@@ -409,17 +395,17 @@ def real_backend():
     if status.returncode == 0:
         if POOL_FILE not in status.stdout:
             pytest.fail('a pool named %s exists and is not ours' % POOL)
-        _destroy_pool()  # left over by an interrupted run
+        destroy_pool(POOL)  # left over by an interrupted run
     create_pool(POOL, POOL_FILE, 256 * 1024 * 1024)
     try:
         yield CliBackend(ZfsRunner())
     finally:
-        _destroy_pool()
+        destroy_pool(POOL)
         os.unlink(POOL_FILE)
 
 
 def _path(rel):
-    """Where POOL/REL is mounted (the test pools are not mounted on /POOL)."""
+    """Where POOL/REL is mounted, as zfs says (not assumed to be /POOL/REL)."""
     return os.path.join(_zfs_value('mountpoint', POOL), rel)
 
 

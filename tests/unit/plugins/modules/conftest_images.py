@@ -105,7 +105,7 @@ def _answers(path, timeout=20.0):
     return done.wait(timeout)
 
 
-def _destroy_pool(pool, attempts=30):
+def destroy_pool(pool, attempts=30):
     """Destroy ``pool``; True when it is gone."""
     with pool_lock():
         return _destroy_pool_locked(pool, attempts)
@@ -127,7 +127,7 @@ def _pool_name(zpool, tag):
     status = sh(zpool, 'status', pool)
     if status.returncode != 0 and not mountpoint_blocked(pool):
         return pool
-    if '/var/tmp/%s.img' % pool in status.stdout and _destroy_pool(pool, attempts=5) and not mountpoint_blocked(pool):
+    if '/var/tmp/%s.img' % pool in status.stdout and destroy_pool(pool, attempts=5) and not mountpoint_blocked(pool):
         return pool  # left over by an interrupted run
     # not ours, stuck in zfs-fuse, or /POOL holds files: use another name
     return '%sp%d' % (pool, os.getpid())
@@ -211,7 +211,7 @@ def throwaway_pool(tag):
             pytest.skip('zfs-fuse cannot mount another filesystem now (all its ~1000 mounts are in use)')
         yield pool
     finally:
-        if _destroy_pool(pool):
+        if destroy_pool(pool):
             os.unlink(path)
         else:
             warnings.warn('could not destroy the test pool %s (kept %s)' % (pool, path))
