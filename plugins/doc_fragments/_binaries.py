@@ -20,11 +20,6 @@ options:
       - Path of the C(zfs) command. When it does not exist, C(zfs) is looked up on E(PATH).
     type: path
     default: /usr/sbin/zfs
-  zpool_path:
-    description:
-      - Path of the C(zpool) command. When it does not exist, C(zpool) is looked up on E(PATH).
-    type: path
-    default: /usr/sbin/zpool
   sysinfo_path:
     description:
       - Path of the SmartOS C(sysinfo) command, used for the platform checks of images.
@@ -53,4 +48,14 @@ options:
       - Path of C(xz), used to uncompress xz images. When it does not exist, C(xz) is looked up on E(PATH).
     type: path
     default: /usr/bin/xz
+  command_timeout:
+    description:
+      - Deadline in seconds for every external command the module runs (C(zfs), C(zoneadm), C(sysinfo)).
+        A command still running after that long is killed and the task fails with a message naming the command
+        (error code V(CommandTimeout)) instead of hanging the play.
+      - For the streaming C(zfs receive) of an import, the deadline applies to a stall (no byte accepted for
+        this long) and to the wait for the receive to finish once the whole stream has been written.
+      - Must be greater than 0.
+    type: float
+    default: 300
 '''

@@ -17,13 +17,19 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import shlex
+import threading
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.smartos.imgadm.plugins.module_utils._errors import ImgadmError, MissingLibraryError
-
-COLLECTION_VERSION = '0.1.0'
+from ansible_collections.smartos.imgadm.plugins.module_utils._constants import COLLECTION_VERSION
+from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
+    CommandTimeoutError,
+    ImgadmError,
+    MissingLibraryError,
+    UsageError,
+)
 
 # Mirrors plugins/doc_fragments/_database.py
 DATABASE_ARGS = dict(
@@ -41,13 +47,35 @@ IMGAPI_ARGS = dict(
 # Mirrors plugins/doc_fragments/_binaries.py
 BINARY_ARGS = dict(
     zfs_path=dict(type='path', default='/usr/sbin/zfs'),
-    zpool_path=dict(type='path', default='/usr/sbin/zpool'),
     sysinfo_path=dict(type='path', default='/usr/bin/sysinfo'),
     zoneadm_path=dict(type='path', default='/usr/sbin/zoneadm'),
     gzip_path=dict(type='path', default='/usr/bin/gzip'),
     bzip2_path=dict(type='path', default='/usr/bin/bzip2'),
     xz_path=dict(type='path', default='/usr/bin/xz'),
+    command_timeout=dict(type='float', default=300.0),
 )
+
+# Lower bounds of numeric options, checked for every module that has them:
+# option -> (bound, True when the bound itself is allowed)
+RANGES = {
+    'concurrency': (1, True),
+    'retries': (0, True),
+    'timeout': (0, False),
+    'lock_timeout': (0, True),
+    'command_timeout': (0, False),
+}
+
+
+def check_ranges(params):
+    """A clear error naming the first numeric option out of range (``RANGES``)."""
+    for name in sorted(RANGES):
+        value = params.get(name)
+        if value is None:
+            continue
+        bound, inclusive = RANGES[name]
+        if value < bound or (value == bound and not inclusive):
+            raise UsageError('%s must be %s %s, got %s' % (name, 'at least' if inclusive else 'greater than', bound, value),
+                             field=name)
 
 
 def argument_spec(*pieces, **own):
@@ -69,6 +97,59 @@ def find_binary(module, path, name):
     raise ImgadmError('cannot find the "%s" command (looked for "%s" and on PATH)' % (name, path), code='InternalError')
 
 
+def _cmdline(argv):
+    return ' '.join(shlex.quote(str(a)) for a in argv)
+
+
+class CommandRunner(object):
+    """``module.run_command`` with a deadline.
+
+    Same calling convention as ``run_command`` (``args, check_rc, data,
+    binary_data, environ_update``). The command runs in a helper thread;
+    past ``timeout`` seconds it is killed and ``CommandTimeoutError`` names
+    it. A command that cannot even be killed (stuck in the kernel) is left
+    behind rather than waited for: the task fails instead of hanging.
+    """
+
+    def __init__(self, module, timeout):
+        self.module = module
+        self.timeout = timeout
+
+    def __call__(self, args, check_rc=False, data=None, binary_data=False, environ_update=None):
+        box = {}
+
+        def started(proc):
+            box['proc'] = proc
+
+        def target():
+            try:
+                box['result'] = self.module.run_command(
+                    args, check_rc=False, data=data, binary_data=binary_data, environ_update=environ_update,
+                    before_communicate_callback=started, handle_exceptions=False)
+            except BaseException as e:  # pylint: disable=broad-exception-caught
+                box['error'] = e
+
+        thread = threading.Thread(target=target)
+        thread.daemon = True
+        thread.start()
+        thread.join(self.timeout)
+        if thread.is_alive():
+            proc = box.get('proc')
+            if proc is not None:
+                try:
+                    proc.kill()
+                except OSError:
+                    pass
+            thread.join(5)
+            raise CommandTimeoutError('%s did not finish within %s s (command_timeout) and was killed%s'
+                                      % (_cmdline(args), self.timeout, '' if not thread.is_alive() else
+                                         ' (it did not exit: it may be stuck in the kernel)'),
+                                      cmd=[str(a) for a in args], timeout=self.timeout)
+        if 'error' in box:
+            raise box['error']
+        return box['result']
+
+
 class Result(object):
     """Collects ``changed``, planned ``actions`` and the diff of a module run."""
 
@@ -79,9 +160,17 @@ class Result(object):
         self.data = {}
         self.before = None
         self.after = None
+        self.warnings = []
+        self._lock = threading.Lock()
 
-    def action(self, text):
-        self.changed = True
+    def warn(self, text):
+        with self._lock:
+            self.warnings.append(text)
+
+    def action(self, text, changes=True):
+        """Record what the task does (or, in check mode, would do)."""
+        if changes:
+            self.changed = True
         self.actions.append(text)
 
     def set_diff(self, before, after):
@@ -98,23 +187,34 @@ class Result(object):
 
 
 def run_module(argument_spec, run, **module_kwargs):
-    """Build the AnsibleModule, call ``run(module)`` and exit.
+    """Build the AnsibleModule, call ``run(module, result)`` and exit.
 
-    ``run`` returns the result dict. Any ImgadmError is turned into
-    ``fail_json`` here, with its reference ``error_code``.
+    ``run`` fills ``result`` (a ``Result``) as it goes. Any ImgadmError is
+    turned into ``fail_json`` here, with its reference ``error_code`` and
+    with what the run did before the error (``changed``, ``actions`` and
+    the other keys of ``result``): a failed task still says what it changed.
     """
     module_kwargs.setdefault('supports_check_mode', True)
     module = AnsibleModule(argument_spec=argument_spec, **module_kwargs)
+    result = Result(module)
     try:
-        result = run(module)
+        check_ranges(module.params)
+        run(module, result)
     except MissingLibraryError as e:
-        module.fail_json(msg=missing_required_lib(e.library), exception=e.import_traceback, error_code=e.code)
+        failed = result.as_dict()
+        failed.update(msg=missing_required_lib(e.library), exception=e.import_traceback, error_code=e.code)
+        module.fail_json(**failed)
     except ImgadmError as e:
-        module.fail_json(exception=traceback.format_exc(), **e.fail_kwargs())
-    module.exit_json(**result)
+        failed = result.as_dict()
+        failed.update(e.fail_kwargs())
+        failed['exception'] = traceback.format_exc()
+        module.fail_json(**failed)
+    for warning in result.warnings:
+        module.warn(warning)
+    module.exit_json(**result.as_dict())
 
 
 __all__ = (
-    'COLLECTION_VERSION', 'DATABASE_ARGS', 'IMGAPI_ARGS', 'BINARY_ARGS',
-    'argument_spec', 'find_binary', 'Result', 'run_module',
+    'COLLECTION_VERSION', 'DATABASE_ARGS', 'IMGAPI_ARGS', 'BINARY_ARGS', 'RANGES', 'check_ranges',
+    'argument_spec', 'find_binary', 'CommandRunner', 'Result', 'run_module',
 )

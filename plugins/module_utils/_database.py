@@ -35,6 +35,7 @@ import re
 import tempfile
 from collections import OrderedDict
 
+from ansible_collections.smartos.imgadm.plugins.module_utils._constants import POOL, UUID_RE
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     ConfigError,
     ImgadmError,
@@ -46,12 +47,10 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._locks import FileL
 DEFAULT_DB_DIR = '/var/imgadm'
 DEFAULT_SOURCE = OrderedDict([('type', 'imgapi'), ('url', 'https://images.smartos.org')])
 CURRENT_DB_VERSION = '3.0.0'
-VALID_SOURCE_TYPES = ('imgapi', 'docker', 'dsapi')
 # the old default DSAPI source that the 2.0.0 upgrader does not import
 OLD_DEFAULT_DSAPI = 'https://datasets.tritondatacenter.com/datasets/'
 
-_UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
-_POOL_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_.:-]*$')
+_POOL_RE = re.compile(r'^%s\Z' % POOL)
 
 
 # ---- JSON.stringify compatible serialisation
@@ -176,9 +175,6 @@ class ImgadmConfig(object):
 
     # -- upgrade (reference lib/upgrade.js), only what touches imgadm.conf
 
-    def needs_upgrade(self):
-        return _version_tuple(self.data.get('upgradedToVer') or '1.0.0') < _version_tuple(CURRENT_DB_VERSION)
-
     def upgrade(self, legacy_dir='/var/db/imgadm'):
         """Bring the config to the current DB version, as the reference does on every run.
 
@@ -207,9 +203,6 @@ class ImgadmConfig(object):
         return notes
 
     # -- sources
-
-    def has_sources_key(self):
-        return 'sources' in self.data
 
     def source_entries(self):
         """The configured source entries, or the default source when the key is absent."""
@@ -256,7 +249,7 @@ class ImageDatabase(object):
         self.images_dir = os.path.join(db_dir, 'images')
 
     def path(self, pool, uuid):
-        if not isinstance(uuid, str) or not _UUID_RE.match(uuid):
+        if not isinstance(uuid, str) or not UUID_RE.match(uuid):
             raise InvalidUUIDError('invalid uuid: "%s"' % (uuid,), field='uuid')
         validate_pool_name(pool)
         return os.path.join(self.images_dir, '%s-%s.json' % (pool, uuid))
@@ -307,24 +300,9 @@ class ImageDatabase(object):
                 return False
             raise ImgadmError('cannot remove image record "%s": %s' % (path, e))
 
-    def list_records(self, pool=None):
-        """All (pool, uuid) pairs that have a record file."""
-        try:
-            names = sorted(os.listdir(self.images_dir))
-        except OSError as e:
-            if e.errno == errno.ENOENT:
-                return []
-            raise
-        found = []
-        for name in names:
-            m = re.match(r'^(.+)-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.json$', name)
-            if m and (pool is None or m.group(1) == pool):
-                found.append((m.group(1), m.group(2)))
-        return found
-
 
 __all__ = (
-    'DEFAULT_DB_DIR', 'DEFAULT_SOURCE', 'CURRENT_DB_VERSION', 'VALID_SOURCE_TYPES',
+    'DEFAULT_DB_DIR', 'DEFAULT_SOURCE', 'CURRENT_DB_VERSION',
     'js_json_dumps', 'json_loads_ordered', 'atomic_write',
     'ImgadmConfig', 'ImageDatabase', 'validate_pool_name',
 )

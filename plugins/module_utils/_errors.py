@@ -233,6 +233,25 @@ class ImageMissingOriginalSnapshotError(ImgadmError):
     code = 'ImageMissingOriginalSnapshot'
 
 
+class NotAnImageError(ImgadmError):
+    """``POOL/UUID`` exists but is not an image by the list heuristic (a VM's dataset, an ignored one...).
+
+    The reference has no such check: its ``delete`` destroys whatever ``POOL/UUID`` is.
+    """
+
+    code = 'NotAnImage'
+
+
+class PoolNotFoundError(ImgadmError):
+    code = 'PoolNotFound'
+
+
+class CommandTimeoutError(CommandError):
+    """An external command ran past its deadline (``command_timeout``) and was killed."""
+
+    code = 'CommandTimeout'
+
+
 class OriginSnapshotMismatchError(ImgadmError):
     """The installed origin's @final is not the snapshot an incremental image was sent from."""
 
@@ -248,5 +267,5 @@ __all__ = (
     'ActiveImageNotFoundError', 'ImageNotActiveError', 'ImageNotInstalledError',
     'OriginNotInstalledError', 'ImageHasDependentClonesError',
     'UnexpectedNumberOfSnapshotsError', 'UncompressionError', 'ImageMissingOriginalSnapshotError',
-    'OriginSnapshotMismatchError',
+    'OriginSnapshotMismatchError', 'NotAnImageError', 'PoolNotFoundError', 'CommandTimeoutError',
 )

@@ -74,6 +74,11 @@ def _load_requests():
 
 from http.client import HTTPException as _HTTPException
 
+from ansible_collections.smartos.imgadm.plugins.module_utils._constants import (
+    COLLECTION_NAME,
+    COLLECTION_VERSION,
+    SOURCE_TYPES,
+)
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     ImgapiConnectionError,
     ImgapiError,
@@ -85,16 +90,10 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
 from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import validate_uuid
 from ansible_collections.smartos.imgadm.plugins.module_utils._sources import norm_url, split_channel
 
-
-COLLECTION_NAME = 'smartos.imgadm'
-COLLECTION_VERSION = '0.1.0'
-
 ACCEPT_VERSION = '~2'
 DEFAULT_PAGE_SIZE = 1000
 DEFAULT_TIMEOUT = 30
 MAX_RETRY_AFTER = 60.0
-SOURCE_TYPES = ('imgapi', 'dsapi', 'docker')
-COMPRESSIONS = ('gzip', 'bzip2', 'xz', 'none')
 IDEMPOTENT_METHODS = frozenset(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
 # 501 NotAvailable and 505 are not transient
 _NO_RETRY_5XX = frozenset([501, 505])
@@ -234,7 +233,7 @@ class ImgapiClient(object):
     (connect, read) pair. Idempotent requests (GET, HEAD, DELETE) are retried
     ``retries`` times on connection errors, timeouts, 408, 429 and 5xx, with
     ``backoff * 2**n`` seconds between tries, or the server's ``Retry-After``
-    (capped at ``max_retry_after``). POST and PUT are never retried.
+    (capped at ``max_retry_after``).
     """
 
     def __init__(self, url, channel=None, insecure=False, timeout=DEFAULT_TIMEOUT, retries=3, backoff=0.5,
@@ -326,12 +325,9 @@ class ImgapiClient(object):
             out.append(('channel', channel))
         return out
 
-    def _send(self, method, url, params, data, headers, stream):
-        req = requests.Request(method, url, params=params, data=data, headers=headers or {})
+    def _send(self, method, url, params, headers, stream):
+        req = requests.Request(method, url, params=params, headers=headers or {})
         prep = self.session.prepare_request(req)
-        if 'Content-Length' in prep.headers and prep.headers.get('Transfer-Encoding'):
-            # an iterator body with a known size: send Content-Length, not chunked
-            del prep.headers['Transfer-Encoding']
         # verify=False stays False; True may become the REQUESTS_CA_BUNDLE path
         settings = self.session.merge_environment_settings(prep.url, {}, stream, self.verify, None)
         with warnings.catch_warnings():
@@ -339,8 +335,7 @@ class ImgapiClient(object):
                 warnings.simplefilter('ignore', _InsecureRequestWarning)
             return self.session.send(prep, timeout=self.timeout, allow_redirects=True, **settings)
 
-    def _request(self, method, path, params=None, body=None, data=None, headers=None, stream=False,
-                 channel=None, url=None, retry=None, ok_404_after_retry=False):
+    def _request(self, method, path, params=None, headers=None, stream=False, channel=None, url=None):
         """Send a request; return the ``requests.Response`` (status < 400) or raise."""
         self._check_usable()
         if url is None:
@@ -350,17 +345,11 @@ class ImgapiClient(object):
             # an absolute URL elsewhere (DSAPI file): no source parameters or channel
             params = list(params or [])
         headers = dict(headers or {})
-        if body is not None:
-            data = json.dumps(body).encode('utf-8')
-            headers['Content-Type'] = 'application/json'
-        if retry is None:
-            retry = method in IDEMPOTENT_METHODS
-        attempts = 1 + (self.retries if retry else 0)
-        retried_after_failure = False
+        attempts = 1 + (self.retries if method in IDEMPOTENT_METHODS else 0)
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                resp = self._send(method, url, params, data, headers, stream)
+                resp = self._send(method, url, params, headers, stream)
                 if not stream:
                     self._check_complete(resp, url)
             except _rexc.SSLError as exc:
@@ -372,7 +361,6 @@ class ImgapiClient(object):
                         raise
                     kind = 'timeout' if isinstance(exc, _rexc.Timeout) else 'connection error'
                     raise ImgapiConnectionError('%s: %s: %s' % (url, kind, exc), url=url, attempts=attempt + 1)
-                retried_after_failure = True
                 self._sleep(self._retry_delay(attempt))
                 continue
             except _rexc.RequestException as exc:
@@ -382,11 +370,8 @@ class ImgapiClient(object):
             if not last and self._retryable_status(status):
                 delay = self._retry_delay(attempt, resp)
                 resp.close()
-                retried_after_failure = True
                 self._sleep(delay)
                 continue
-            if status == 404 and ok_404_after_retry and retried_after_failure:
-                return resp
             if status >= 400:
                 try:
                     self._raise_for_response(resp, url)
@@ -457,11 +442,6 @@ class ImgapiClient(object):
     def _get_json(self, path, params=None, channel=None):
         url = self._base + path
         resp = self._request('GET', path, params=params, channel=channel)
-        return self._json(resp, url)
-
-    def _post_json(self, path, params=None, body=None, channel=None):
-        url = self._base + path
-        resp = self._request('POST', path, params=params, body=body if body is not None else {}, channel=channel)
         return self._json(resp, url)
 
     # -- API
@@ -591,85 +571,8 @@ class ImgapiClient(object):
         resp = self._request('GET', path, params=params, headers=headers, stream=True, channel=channel)
         return ImageFile(resp, self._base + path)
 
-    def list_channels(self):
-        """ListChannels: ``[{name, description, default?}]``; ``[]`` if the server has no channels (404)."""
-        try:
-            channels = self._get_json('/channels')
-        except ImgapiNotFoundError:
-            return []
-        if not isinstance(channels, list):
-            raise ImgapiError('%s/channels: unexpected response (not an array)' % self._base,
-                              url=self._base + '/channels', code='InvalidContent')
-        return channels
-
-    def create_image(self, manifest, account=None, channel=None):
-        """CreateImage (POST /images): returns the new, unactivated image."""
-        if not isinstance(manifest, dict):
-            raise UsageError('manifest must be a dict', field='manifest')
-        params = [('account', validate_uuid(account, field='account'))] if account else None
-        return self._post_json('/images', params=params, body=manifest, channel=channel)
-
-    def admin_import_image(self, manifest, skip_owner_check=False, source=None, channel=None):
-        """AdminImportImage (POST /images/<uuid>?action=import): keeps uuid and published_at."""
-        if not isinstance(manifest, dict):
-            raise UsageError('manifest must be a dict', field='manifest')
-        uuid = validate_uuid(manifest.get('uuid'), field='manifest.uuid')
-        params = [('action', 'import')]
-        if skip_owner_check:
-            params.append(('skip_owner_check', 'true'))
-        if source:
-            params.append(('source', source))
-        return self._post_json('/images/%s' % uuid, params=params, body=manifest, channel=channel)
-
-    def add_image_file(self, uuid, fileobj_or_iter, compression, sha1=None, size=None, dataset_guid=None,
-                       storage=None, channel=None):
-        """AddImageFile (streaming PUT /images/<uuid>/file): returns the image with ``files[0]``.
-
-        ``fileobj_or_iter`` is a file object, bytes, or an iterator of bytes.
-        ``size`` (when given) is sent as Content-Length, else an iterator is
-        sent chunked. The server checks ``sha1`` and the length; the caller
-        should compare the returned ``files[0]``.
-        """
-        validate_uuid(uuid)
-        if compression not in COMPRESSIONS:
-            raise UsageError('invalid compression %r, must be one of: %s' % (compression, ', '.join(COMPRESSIONS)),
-                             field='compression')
-        params = [('compression', compression)]
-        if sha1:
-            params.append(('sha1', sha1))
-        if dataset_guid:
-            params.append(('dataset_guid', str(dataset_guid)))
-        if storage:
-            params.append(('storage', storage))
-        headers = {'Content-Type': 'application/octet-stream'}
-        if size is not None:
-            headers['Content-Length'] = str(int(size))
-        path = '/images/%s/file' % uuid
-        resp = self._request('PUT', path, params=params, data=fileobj_or_iter, headers=headers, channel=channel)
-        return self._json(resp, self._base + path)
-
-    def activate_image(self, uuid, channel=None):
-        """ActivateImage (POST /images/<uuid>?action=activate)."""
-        validate_uuid(uuid)
-        return self._post_json('/images/%s' % uuid, params=[('action', 'activate')], channel=channel)
-
-    def update_image(self, uuid, fields, channel=None):
-        """UpdateImage (POST /images/<uuid>?action=update) with the changed fields."""
-        validate_uuid(uuid)
-        if not isinstance(fields, dict) or not fields:
-            raise UsageError('update_image needs a non-empty dict of fields', field='fields')
-        return self._post_json('/images/%s' % uuid, params=[('action', 'update')], body=fields, channel=channel)
-
-    def delete_image(self, uuid, force_all_channels=False, channel=None):
-        """DeleteImage (DELETE /images/<uuid>, 204). Retried; a 404 after a failed try counts as done."""
-        validate_uuid(uuid)
-        params = [('force_all_channels', 'true')] if force_all_channels else None
-        resp = self._request('DELETE', '/images/%s' % uuid, params=params, channel=channel, ok_404_after_retry=True)
-        resp.close()
-
 
 __all__ = (
-    'HAS_REQUESTS', 'REQUESTS_IMPORT_ERROR', 'COLLECTION_VERSION', 'ACCEPT_VERSION', 'DEFAULT_PAGE_SIZE',
-    'MAX_RETRY_AFTER', 'SOURCE_TYPES', 'norm_url', 'split_channel', 'default_user_agent', 'parse_retry_after',
-    'ImageFile', 'ImgapiClient',
+    'HAS_REQUESTS', 'REQUESTS_IMPORT_ERROR', 'ACCEPT_VERSION', 'DEFAULT_PAGE_SIZE', 'MAX_RETRY_AFTER',
+    'default_user_agent', 'parse_retry_after', 'ImageFile', 'ImgapiClient',
 )

@@ -11,7 +11,15 @@
 ``parse_image_listing`` is pure: it takes the lines of
 ``zfs list -t filesystem,volume,snapshot -H -o name,origin,mountpoint,imgadm:ignore``
 and the zone roots from ``zoneadm list -pc``, and returns the images with
-their users (clones with vmadm names), as the reference computes them.
+their users (clones), as the reference computes them.
+
+``not_an_image`` is the same heuristic for one dataset, saying why it is not
+an image; ``InstalledImages.examine`` asks it for the datasets a task is
+about to destroy or change. The reference's ``get``, ``delete`` and import
+check only that ``POOL/UUID`` exists; we never destroy or change a dataset
+that is not an image by this heuristic, and for that it must also have a
+database record or an ``@final`` snapshot (a stray ``zfs create POOL/UUID``
+has neither).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,14 +29,12 @@ __metaclass__ = type
 import re
 from collections import OrderedDict
 
+from ansible_collections.smartos.imgadm.plugins.module_utils._constants import POOL, UUID
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import CommandError
 
-_UUID = r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
-# The reference's POOLRE has no digits; ours accepts them so that pools such as
-# "zones2" work (documented in docs/differences.md).
-_POOL = r'[a-zA-Z][a-zA-Z0-9._-]*'
-VMADM_FS_NAME_RE = re.compile(r'^(%s)/(%s)([-/]disk\d+)?$' % (_POOL, _UUID))
-VMADM_IMG_NAME_RE = re.compile(r'^(%s)/(%s)$' % (_POOL, _UUID))
+VMADM_FS_NAME_RE = re.compile(r'^(%s)/(%s)([-/]disk\d+)?$' % (POOL, UUID))
+VMADM_IMG_NAME_RE = re.compile(r'^(%s)/(%s)$' % (POOL, UUID))
+LISTING_COLUMNS = 'name,origin,mountpoint,imgadm:ignore'
 
 
 def _bool_from_string(value):
@@ -37,13 +43,38 @@ def _bool_from_string(value):
 
 
 def zone_roots(zoneadm_output):
-    """The zonepaths (field 4) of ``zoneadm list -pc``."""
-    roots = set()
+    """``{zonepath: zonename}`` from ``zoneadm list -pc`` (fields 4 and 2)."""
+    roots = {}
     for line in zoneadm_output.splitlines():
         parts = line.split(':')
         if len(parts) > 3 and parts[3]:
-            roots.add(parts[3])
+            roots[parts[3]] = parts[1]
     return roots
+
+
+def not_an_image(name, rows, roots, has_record):
+    """Why the existing dataset ``name`` is not an image, or None when it is one.
+
+    ``rows`` are its listing rows (itself and its snapshots, columns as in
+    ``parse_image_listing``), ``roots`` as from ``zone_roots``,
+    ``has_record`` whether the database has a record for it.
+    """
+    own = [r for r in rows if r[0] == name]
+    if not own:
+        return 'it is not listed by zfs'
+    dummy, origin, mountpoint, ignore = own[0]
+    has_final = any(r[0] == name + '@final' for r in rows)
+    if not VMADM_IMG_NAME_RE.match(name):
+        return 'its name is not POOL/UUID'
+    if mountpoint in roots:
+        return 'it is the zone root of zone %s (zoneadm list), a VM\'s dataset' % roots[mountpoint]
+    if origin and origin.endswith('@final') and not has_final:
+        return 'it is a clone of %s without an @final snapshot of its own (a VM\'s dataset)' % origin
+    if _bool_from_string(ignore):
+        return 'it is marked imgadm:ignore=%s' % ignore
+    if not has_record and not has_final:
+        return 'it has neither a database record nor an @final snapshot'
+    return None
 
 
 def parse_image_listing(rows, roots):
@@ -68,7 +99,8 @@ def parse_image_listing(rows, roots):
             continue  # a VM or a half-made clone, not an image
         if _bool_from_string(ignore):
             continue
-        images[name] = {'pool': m.group(1), 'uuid': m.group(2), 'origin': origin if origin != '-' else None}
+        images[name] = {'pool': m.group(1), 'uuid': m.group(2), 'origin': origin if origin != '-' else None,
+                        'has_final': name in has_final}
     for name, info in images.items():
         info['clones'] = sorted(usage.get(name, []))
     return images
@@ -111,16 +143,42 @@ class InstalledImages(object):
             ])
         return rec
 
+    def zone_roots(self):
+        if self.run_zoneadm is None:
+            return {}
+        rc, out, err = self.run_zoneadm()
+        if rc != 0:
+            raise CommandError('could not list zones: zoneadm exited %s: %s' % (rc, (err or out).strip()))
+        return zone_roots(out)
+
+    def examine(self, pool, uuids):
+        """``{uuid: None (not there) | 'image' | why it is not an image}`` for ``POOL/UUID`` of each uuid.
+
+        One ``zfs list`` for all of them (and one ``zoneadm list`` when any exists).
+        """
+        names = ['%s/%s' % (pool, u) for u in uuids]
+        found = self.backend.which_exist(names)
+        result = dict((u, None) for u in uuids)
+        if not found:
+            return result
+        runner = self.backend.runner
+        present = [n for n in names if n in found]
+        rows = [tuple(r) for r in runner.zfs_rows('list', '-H', '-t', 'filesystem,volume,snapshot', '-o', LISTING_COLUMNS,
+                                                  '-d', '1', *present, columns=4)]
+        roots = self.zone_roots()
+        for uuid, name in zip(uuids, names):
+            if name not in found:
+                continue
+            mine = [r for r in rows if r[0] == name or r[0].startswith(name + '@')]
+            why = not_an_image(name, mine, roots, self.db.read(pool, uuid)[1])
+            result[uuid] = why or 'image'
+        return result
+
     def list(self, pool):
         """Images on ``pool`` per the reference heuristic, with their records and clones."""
-        roots = set()
-        if self.run_zoneadm is not None:
-            rc, out, err = self.run_zoneadm()
-            if rc != 0:
-                raise CommandError('could not list zones: zoneadm exited %s: %s' % (rc, (err or out).strip()))
-            roots = zone_roots(out)
+        roots = self.zone_roots()
         runner = self.backend.runner
-        rows = runner.zfs_rows('list', '-t', 'filesystem,volume,snapshot', '-H', '-o', 'name,origin,mountpoint,imgadm:ignore',
+        rows = runner.zfs_rows('list', '-t', 'filesystem,volume,snapshot', '-H', '-o', LISTING_COLUMNS,
                                '-r', pool, columns=4)
         found = parse_image_listing([tuple(r) for r in rows], roots)
         result = []
@@ -137,6 +195,8 @@ def vacuum_plan(images, keep=()):
     (``name`` or ``name@version``) never to delete.
     """
     keep = set(keep or ())
+    # never destroy what has neither a record nor an @final: it is not proven to be an image
+    images = [img for img in images if img['has_record'] or img['has_final']]
     users = dict((img['dataset'], set(img['clones'])) for img in images)
     by_ds = dict((img['dataset'], img) for img in images)
 
@@ -158,4 +218,5 @@ def vacuum_plan(images, keep=()):
     return [by_ds[ds] for ds in order]
 
 
-__all__ = ('VMADM_FS_NAME_RE', 'VMADM_IMG_NAME_RE', 'zone_roots', 'parse_image_listing', 'InstalledImages', 'vacuum_plan')
+__all__ = ('VMADM_FS_NAME_RE', 'VMADM_IMG_NAME_RE', 'zone_roots', 'not_an_image', 'parse_image_listing', 'InstalledImages',
+           'vacuum_plan')

@@ -27,18 +27,15 @@ __metaclass__ = type
 import errno
 import fcntl
 import os
-import re
 import threading
 import time
 
+from ansible_collections.smartos.imgadm.plugins.module_utils._constants import UUID_RE
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import InvalidUUIDError, LockError
 
 DEFAULT_LOCK_DIR = '/var/run'
 POLL_INTERVAL = 0.25
 LOCK_FILE_MODE = 0o644
-
-# imgadm's UUID_RE: lowercase hex only.
-UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
 
 # errno values meaning "someone else holds it, try again" (qlocker retries on these too)
 _RETRY_ERRNOS = frozenset((errno.EAGAIN, errno.EACCES, errno.ENOLCK, errno.EDEADLK, errno.EINTR))
@@ -260,7 +257,110 @@ def acquire_locks(uuids, lock_dir=DEFAULT_LOCK_DIR, timeout=None, poll_interval=
     return held
 
 
+class MountGate(object):
+    """Keeps ``zfs receive`` and mount changes apart, across threads and processes.
+
+    Where ``zfs receive`` has no ``-u`` (zfs-fuse), a receive mounts what it
+    received as it ends; a ``zfs unmount`` (or mount, rename, destroy of a
+    mounted filesystem) running at that moment has been seen to wedge the
+    ZFS daemon for good. Receives take this gate shared, mount changes take
+    it exclusive: any number of receives run side by side, a mount change
+    waits until none is running, and a waiting mount change holds back new
+    receives (a turnstile), so it cannot starve. Where the receive can be
+    left unmounted the caller does not use the gate and keeps full concurrency.
+
+    ``flock(2)`` on two files in ``lock_dir``: flock locks belong to the open
+    file, so threads of one process exclude each other like processes do.
+    The exclusive side is re-entrant within a thread. ``timeout`` bounds
+    every wait (``LockError``).
+    """
+
+    NAME = 'smartos-imgadm.zfs-mounts.lock'
+
+    def __init__(self, lock_dir=DEFAULT_LOCK_DIR, timeout=None, poll_interval=0.02):
+        self.path = os.path.join(lock_dir, self.NAME)
+        self.turnstile_path = self.path + '.turnstile'
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self._local = threading.local()
+
+    def _open(self, path):
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT, LOCK_FILE_MODE)
+        except OSError as exc:
+            raise LockError('cannot open lock file %s: %s' % (path, exc), path=path)
+
+    def _flock(self, fd, how, deadline, what):
+        while True:
+            try:
+                fcntl.flock(fd, how | fcntl.LOCK_NB)
+                return
+            except OSError as exc:
+                if exc.errno not in _RETRY_ERRNOS:
+                    raise LockError('cannot lock %s: %s' % (self.path, exc), path=self.path)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise LockError('timed out after %ss waiting to %s (%s): another zfs receive or mount change '
+                                'did not finish' % (self.timeout, what, self.path), path=self.path, timeout=self.timeout)
+            time.sleep(self.poll_interval)
+
+    def _deadline(self):
+        return None if self.timeout is None else time.monotonic() + self.timeout
+
+    def shared(self):
+        """Context for a running ``zfs receive``."""
+        return _GateHold(self, exclusive=False)
+
+    def exclusive(self):
+        """Context for a mount, unmount, or a rename or destroy of a filesystem."""
+        return _GateHold(self, exclusive=True)
+
+
+class _GateHold(object):
+    def __init__(self, gate, exclusive):
+        self.gate = gate
+        self.exclusive = exclusive
+        self.fd = None
+
+    def __enter__(self):
+        gate = self.gate
+        local = gate._local
+        if self.exclusive and getattr(local, 'depth', 0):
+            local.depth += 1
+            return self
+        deadline = gate._deadline()
+        turnstile = gate._open(gate.turnstile_path)
+        try:
+            gate._flock(turnstile, fcntl.LOCK_EX, deadline, 'pass the zfs mount gate')
+            fd = gate._open(gate.path)
+            try:
+                if self.exclusive:
+                    gate._flock(fd, fcntl.LOCK_EX, deadline, 'change mounts')
+                else:
+                    fcntl.flock(turnstile, fcntl.LOCK_UN)  # a reader only passes the turnstile
+                    gate._flock(fd, fcntl.LOCK_SH, deadline, 'start a zfs receive')
+            except BaseException:
+                os.close(fd)
+                raise
+        finally:
+            os.close(turnstile)  # also drops a writer's turnstile once it holds the gate
+        self.fd = fd
+        if self.exclusive:
+            local.depth = 1
+        return self
+
+    def __exit__(self, exc_type, exc_value, tb):
+        local = self.gate._local
+        if self.exclusive:
+            local.depth -= 1
+            if local.depth:
+                return False
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+        return False
+
+
 __all__ = (
-    'DEFAULT_LOCK_DIR', 'POLL_INTERVAL', 'LOCK_FILE_MODE', 'UUID_RE', 'image_lock_path',
-    'FileLock', 'ImageLock', 'ImageLocks', 'acquire_locks',
+    'DEFAULT_LOCK_DIR', 'POLL_INTERVAL', 'LOCK_FILE_MODE', 'image_lock_path',
+    'FileLock', 'ImageLock', 'ImageLocks', 'acquire_locks', 'MountGate',
 )

@@ -27,6 +27,7 @@ import math
 import re
 import traceback
 
+from ansible_collections.smartos.imgadm.plugins.module_utils._constants import UUID_RE
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     InvalidManifestError,
     InvalidUUIDError,
@@ -36,8 +37,6 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     UsageError,
 )
 from ansible_collections.smartos.imgadm.plugins.module_utils._manifest_schema import (
-    IMAGE_OSES,
-    IMAGE_TYPES,
     MAX_TAGS_LENGTH,
     PLATFORM_TIMESTAMP_PATTERN,
     SCHEMA,
@@ -66,10 +65,6 @@ def _jsonschema():
     return _JSONSCHEMA
 
 
-# Lowercase only, like imgadm's UUID_RE. Used before any path or dataset name
-# is built from a UUID.
-UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z')
-
 VALIDATION_MODES = ('minimal', 'dc', 'public', 'private')
 
 _PLATFORM_TS_RE = re.compile(PLATFORM_TIMESTAMP_PATTERN.rstrip('$') + r'\Z')
@@ -84,7 +79,8 @@ _OPAQUE_FIELDS = frozenset(['tags', 'traits', 'error', 'requirements.min_platfor
 # ---- UUIDs
 
 def is_uuid(value):
-    """True if ``value`` is a lowercase UUID string."""
+    """True if ``value`` is a lowercase UUID string (checked before any path or
+    dataset name is built from a UUID)."""
     return isinstance(value, str) and UUID_RE.match(value) is not None
 
 
@@ -547,12 +543,6 @@ def file_info(manifest):
     return None
 
 
-def compression_of(manifest):
-    """The compression of the image file (``gzip``, ``bzip2``, ``xz``, ``none``), or None."""
-    info = file_info(manifest)
-    return info.get('compression') if info else None
-
-
 def parse_published_at(value):
     """Parse a ``published_at`` string, with or without milliseconds, to a naive UTC datetime (or None)."""
     if not isinstance(value, str):
@@ -571,20 +561,8 @@ def published_at_key(manifest):
     return parsed if parsed is not None else datetime.datetime.min
 
 
-def select_newest(manifests):
-    """The manifest with the latest ``published_at`` (the later one in the list on ties), or None."""
-    best = None
-    best_key = None
-    for m in manifests:
-        key = published_at_key(m)
-        if best is None or key >= best_key:
-            best, best_key = m, key
-    return best
-
-
 __all__ = (
-    'UUID_RE', 'HAS_JSONSCHEMA', 'JSONSCHEMA_IMPORT_ERROR', 'VALIDATION_MODES', 'IMAGE_TYPES', 'IMAGE_OSES',
+    'HAS_JSONSCHEMA', 'JSONSCHEMA_IMPORT_ERROR', 'VALIDATION_MODES',
     'is_uuid', 'validate_uuid', 'upgrade_manifest', 'manifest_errors', 'validate_manifest',
-    'valid_platform_timestamp', 'check_platform', 'file_info', 'compression_of', 'parse_published_at',
-    'published_at_key', 'select_newest',
+    'valid_platform_timestamp', 'check_platform', 'file_info', 'parse_published_at', 'published_at_key',
 )

@@ -28,8 +28,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.smartos.imgadm.plugins.module_utils._constants import COMPRESSIONS, UUID_PATTERN
 
-UUID_PATTERN = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 NAME_PATTERN = '^[A-Za-z0-9._/ -]+$'
 VERSION_PATTERN = '^[A-Za-z0-9._/+-]+$'
 PUBLISHED_AT_PATTERN = '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{3})?Z$'
@@ -47,7 +47,6 @@ MAX_TAGS_LENGTH = 100 * 1024
 IMAGE_TYPES = ['zone-dataset', 'lx-dataset', 'zvol', 'docker', 'other']
 IMAGE_OSES = ['smartos', 'linux', 'windows', 'bsd', 'illumos', 'other']
 IMAGE_STATES = ['active', 'unactivated', 'disabled', 'creating', 'failed']
-COMPRESSIONS = ['gzip', 'bzip2', 'xz', 'none']
 BOOTROMS = ['bios', 'uefi']
 # Fields that only a zvol image may (and must) have.
 ZVOL_FIELDS = ['nic_driver', 'disk_driver', 'cpu_type', 'image_size']
@@ -254,9 +253,9 @@ SCHEMA = {
 
 
 __all__ = (
-    'SCHEMA', 'UUID_PATTERN', 'NAME_PATTERN', 'VERSION_PATTERN', 'PUBLISHED_AT_PATTERN',
+    'SCHEMA', 'NAME_PATTERN', 'VERSION_PATTERN', 'PUBLISHED_AT_PATTERN',
     'PLATFORM_TIMESTAMP_PATTERN', 'URL_PATTERN', 'MAX_NAME_LENGTH', 'MAX_VERSION_LENGTH',
     'MAX_DESCRIPTION_LENGTH', 'MAX_URL_LENGTH', 'MAX_BILLING_TAG_LENGTH', 'MAX_TAGS_LENGTH',
-    'IMAGE_TYPES', 'IMAGE_OSES', 'IMAGE_STATES', 'COMPRESSIONS', 'BOOTROMS', 'ZVOL_FIELDS',
+    'IMAGE_TYPES', 'IMAGE_OSES', 'IMAGE_STATES', 'BOOTROMS', 'ZVOL_FIELDS',
     'MINIMAL_REQUIRED', 'SERVER_REQUIRED',
 )

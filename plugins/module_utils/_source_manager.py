@@ -14,7 +14,6 @@ __metaclass__ = type
 
 import contextlib
 
-from ansible_collections.smartos.imgadm.plugins.module_utils._common import Result
 from ansible_collections.smartos.imgadm.plugins.module_utils._database import ImgadmConfig
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import ImgadmError, SourcePingError, UsageError
 from ansible_collections.smartos.imgadm.plugins.module_utils._imgapi import ImgapiClient
@@ -62,9 +61,8 @@ def ping_source(source, params):
                               url=source.url)
 
 
-def run_sources(module, ping=ping_source):
+def run_sources(module, result, ping=ping_source):
     params = module.params
-    result = Result(module)
     desired = desired_from_params(params)
     state = params.get('state') or 'present'
 
@@ -100,7 +98,7 @@ def run_sources(module, ping=ping_source):
     result.set_diff(sources_text(before_entries), sources_text(after_entries))
     result.data['sources'] = [s.to_result() for s in effective_sources(after_entries)]
     result.data['path'] = config.path
-    return result.as_dict()
+    return result
 
 
 __all__ = ('desired_from_params', 'ping_source', 'run_sources')

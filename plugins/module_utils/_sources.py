@@ -40,9 +40,9 @@ except ImportError:  # pragma: no cover
     from urlparse import urlsplit, urlunsplit, parse_qsl  # type: ignore
     from urllib import urlencode  # type: ignore
 
+from ansible_collections.smartos.imgadm.plugins.module_utils._constants import SOURCE_TYPES
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import UsageError
 
-VALID_SOURCE_TYPES = ('imgapi', 'docker', 'dsapi')
 _SCHEME_RE = re.compile(r'^\w+://')
 
 
@@ -125,8 +125,8 @@ class Source(object):
         if not isinstance(url, str) or not url.strip():
             raise UsageError('%s must be a non-empty URL' % field, field=field)
         url = url.strip()
-        if type not in VALID_SOURCE_TYPES:
-            raise UsageError('type "%s" for source "%s" is invalid: must be one of "%s"' % (type, url, '", "'.join(VALID_SOURCE_TYPES)),
+        if type not in SOURCE_TYPES:
+            raise UsageError('type "%s" for source "%s" is invalid: must be one of "%s"' % (type, url, '", "'.join(SOURCE_TYPES)),
                              field='type')
         if type == 'dsapi' and not re.search(r'/datasets/?$', split_channel(url)[0]):
             raise UsageError('dsapi source URL "%s" must end in "/datasets"' % url, field=field)
@@ -253,6 +253,6 @@ def sources_text(entries):
 
 
 __all__ = (
-    'VALID_SOURCE_TYPES', 'norm_url', 'split_channel', 'url_with_channel', 'Source',
+    'norm_url', 'split_channel', 'url_with_channel', 'Source',
     'effective_sources', 'Plan', 'plan_present', 'plan_absent', 'plan_exclusive', 'sources_text',
 )

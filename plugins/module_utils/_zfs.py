@@ -6,14 +6,13 @@
 # PRIVATE: this file is internal to the smartos.imgadm collection and may change
 # without notice. Do not import it from other collections.
 
-"""ZFS access for the collection: one runner for ``zfs``/``zpool`` and backends.
+"""ZFS access for the collection: one runner for ``zfs`` and backends.
 
-``ZfsRunner`` runs ``zfs`` and ``zpool`` through a callable with the calling
-convention of ``AnsibleModule.run_command`` (or through its own subprocess
-implementation), always with ``LC_ALL=C``, and turns failures into
-``ZfsError`` / ``DatasetNotFoundError``.
+``ZfsRunner`` runs ``zfs`` through a callable with the calling
+convention of ``AnsibleModule.run_command``, always with ``LC_ALL=C``, and
+turns failures into ``ZfsError`` / ``DatasetNotFoundError``.
 
-``ZfsBackend`` is the interface the import/delete/create code uses.
+``ZfsBackend`` is the interface the import/delete code uses.
 ``CliBackend`` implements it with the CLI only; ``LibzfsCoreBackend`` uses the
 pyzfs ``libzfs_core`` bindings where they offer the operation and the CLI for
 the rest. ``get_backend()`` picks one.
@@ -28,7 +27,10 @@ Portability rules followed here (SmartOS/illumos, Linux OpenZFS, zfs-fuse):
   ``origin`` column over the pool answers the same question;
 * zfs-fuse cannot destroy or rename a mounted filesystem ("dataset is busy"),
   so ``destroy`` unmounts first and ``rename`` unmounts, retries and remounts
-  when it meets that error.
+  when it meets that error;
+* where ``zfs receive`` cannot leave what it received unmounted, a running
+  receive and a mount change never overlap (``receiving`` and the
+  ``MountGate`` of ``_locks``): zfs-fuse has wedged on that overlap.
 
 Values of ``-`` (not set / not applicable) are returned as ``None``.
 Check mode is not handled here: callers decide whether to call mutating methods.
@@ -38,13 +40,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import errno
 import importlib
-import os
 import re
 import shlex
-import shutil
-import subprocess
 import time
 import traceback
 
@@ -74,35 +74,8 @@ def _load_libzfs_core():
 # loads: pyzfs builds its cffi bindings at import (1-2 s under emulation), which
 # a run with zfs_backend=cli must not pay.
 
-# Environment forced on every zfs/zpool command: stable, parsable messages.
+# Environment forced on every zfs command: stable, parsable messages.
 ZFS_ENVIRON = {'LC_ALL': 'C'}
-
-# Where zfs and zpool live on SmartOS/illumos and Linux, searched after $PATH.
-SBIN_DIRS = ('/usr/sbin', '/sbin', '/usr/local/sbin')
-
-DATASET_TYPES = ('filesystem', 'volume', 'snapshot', 'bookmark', 'all')
-
-# Properties whose human-readable form (without -p) is not exact.
-NUMERIC_PROPERTIES = frozenset((
-    'available', 'avail', 'compressratio', 'ratio', 'createtxg', 'creation', 'filesystem_count',
-    'filesystem_limit', 'guid', 'logicalreferenced', 'lrefer', 'logicalused', 'lused', 'objsetid',
-    'quota', 'recordsize', 'recsize', 'refcompressratio', 'refratio', 'referenced', 'refer',
-    'refquota', 'refreservation', 'refreserv', 'reservation', 'reserv', 'snapshot_count',
-    'snapshot_limit', 'used', 'usedbychildren', 'usedchild', 'usedbydataset', 'usedds',
-    'usedbyrefreservation', 'usedrefreserv', 'usedbysnapshots', 'usedsnap', 'userrefs',
-    'volblocksize', 'volblock', 'volsize', 'written',
-))
-
-# Short property names and the name ``zfs get`` prints for them.
-PROPERTY_ALIASES = {
-    'avail': 'available', 'compress': 'compression', 'dnsize': 'dnodesize',
-    'lrefer': 'logicalreferenced', 'lused': 'logicalused', 'ratio': 'compressratio',
-    'rdonly': 'readonly', 'recsize': 'recordsize', 'refer': 'referenced',
-    'refratio': 'refcompressratio', 'refreserv': 'refreservation', 'reserv': 'reservation',
-    'usedchild': 'usedbychildren', 'usedds': 'usedbydataset',
-    'usedrefreserv': 'usedbyrefreservation', 'usedsnap': 'usedbysnapshots',
-    'volblock': 'volblocksize',
-}
 
 _NOT_FOUND_RE = re.compile(r"dataset does not exist|could not find any snapshots to destroy|no such pool", re.IGNORECASE)
 _BUSY_RE = re.compile(r'\bbusy\b', re.IGNORECASE)
@@ -110,47 +83,6 @@ _ALREADY_MOUNTED_RE = re.compile(r'already mounted', re.IGNORECASE)
 _NOT_MOUNTED_RE = re.compile(r'not currently mounted|not mounted', re.IGNORECASE)
 _INVALID_PROP_RE = re.compile(r"invalid property '([^']*)'|bad property list", re.IGNORECASE)
 _USAGE_FLAGS_RE = re.compile(r'\[-([A-Za-z]+)\]')
-
-
-def subprocess_run_command(args, check_rc=False, data=None, binary_data=False, environ_update=None):
-    """``AnsibleModule.run_command``-compatible runner built on ``subprocess``.
-
-    Returns ``(rc, stdout, stderr)`` as text. ``data`` is sent on stdin (with a
-    trailing newline unless ``binary_data``). With ``check_rc`` a non-zero exit
-    raises ``ZfsError`` instead of failing a module. A missing binary raises
-    ``OSError`` like ``subprocess`` does.
-    """
-    env = dict(os.environ)
-    if environ_update:
-        env.update(environ_update)
-    stdin_bytes = None
-    if data is not None:
-        if not binary_data:
-            data = data + (b'\n' if isinstance(data, bytes) else '\n')
-        stdin_bytes = data if isinstance(data, bytes) else data.encode('utf-8', 'surrogateescape')
-    # The fallback when no AnsibleModule.run_command is given (tests, callers outside a module).
-    proc = subprocess.Popen(  # pylint: disable=consider-using-with,ansible-bad-function
-        [str(a) for a in args],
-        stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True)
-    out, err = proc.communicate(stdin_bytes)
-    rc = proc.returncode
-    out = out.decode('utf-8', 'surrogateescape')
-    err = err.decode('utf-8', 'surrogateescape')
-    if check_rc and rc != 0:
-        raise ZfsError('%s failed: %s' % (_cmdline(args), err.strip() or 'exit status %d' % rc),
-                       cmd=list(args), rc=rc, stderr=err)
-    return rc, out, err
-
-
-def find_bin(name, extra_dirs=SBIN_DIRS):
-    """Absolute path of ``name`` searched in ``$PATH`` then ``extra_dirs``; ``name`` itself if not found."""
-    if os.sep in name:
-        return name
-    path = os.environ.get('PATH', os.defpath).split(os.pathsep)
-    path.extend(d for d in extra_dirs if d not in path)
-    found = shutil.which(name, path=os.pathsep.join(path))
-    return found or name
 
 
 def _cmdline(argv):
@@ -195,40 +127,21 @@ def _is_busy(exc):
 
 
 class ZfsRunner:
-    """Runs ``zfs`` and ``zpool`` with ``LC_ALL=C`` and parses scripted output.
+    """Runs ``zfs`` with ``LC_ALL=C`` and parses scripted output.
 
     ``run_command`` has the ``AnsibleModule.run_command`` calling convention
     ``(args, check_rc=False, data=None, binary_data=False, environ_update=None)``
-    and returns ``(rc, out, err)``; the default is ``subprocess_run_command``.
-    ``zfs_bin`` / ``zpool_bin`` are used as given when a ``run_command`` is
-    supplied (resolve them with ``module.get_bin_path``, see ``for_module``);
-    with the built-in runner, bare names are looked up in ``$PATH`` and
-    ``SBIN_DIRS``.
+    and returns ``(rc, out, err)``. ``zfs_bin`` is used as given.
     """
 
-    def __init__(self, run_command=None, zfs_bin='zfs', zpool_bin='zpool'):
-        if run_command is None:
-            run_command = subprocess_run_command
-            zfs_bin = find_bin(zfs_bin)
-            zpool_bin = find_bin(zpool_bin)
+    def __init__(self, run_command, zfs_bin='zfs'):
         self.run_command = run_command
         self.zfs_bin = zfs_bin
-        self.zpool_bin = zpool_bin
         # Results of capability probes, shared by every backend on this runner.
         self.capabilities = {}
 
-    @classmethod
-    def for_module(cls, module, zfs_bin=None, zpool_bin=None):
-        """A runner using ``module.run_command`` and ``module.get_bin_path`` (no AnsibleModule import here)."""
-        zfs_bin = zfs_bin or module.get_bin_path('zfs', required=True, opt_dirs=list(SBIN_DIRS))
-        zpool_bin = zpool_bin or module.get_bin_path('zpool', required=True, opt_dirs=list(SBIN_DIRS))
-        return cls(run_command=module.run_command, zfs_bin=zfs_bin, zpool_bin=zpool_bin)
-
     def zfs_argv(self, *args):
         return [self.zfs_bin] + [str(a) for a in args]
-
-    def zpool_argv(self, *args):
-        return [self.zpool_bin] + [str(a) for a in args]
 
     def run(self, argv, data=None, check=True):
         """Run ``argv``; return ``(rc, out, err)``. With ``check``, a non-zero exit raises.
@@ -257,9 +170,6 @@ class ZfsRunner:
 
     def zfs(self, *args, **kwargs):
         return self.run(self.zfs_argv(*args), **kwargs)
-
-    def zpool(self, *args, **kwargs):
-        return self.run(self.zpool_argv(*args), **kwargs)
 
     @staticmethod
     def parse_rows(out, columns=None, argv=None):
@@ -290,12 +200,6 @@ class ZfsRunner:
         dummy, out, dummy2 = self.run(argv, **kwargs)
         return self.parse_rows(out, columns, argv)
 
-    def zpool_rows(self, *args, **kwargs):
-        columns = kwargs.pop('columns', None)
-        argv = self.zpool_argv(*args)
-        dummy, out, dummy2 = self.run(argv, **kwargs)
-        return self.parse_rows(out, columns, argv)
-
     def usage_flags(self, subcommand):
         """Single-letter flags ``zfs SUBCOMMAND`` lists in its usage text (cached).
 
@@ -314,10 +218,10 @@ class ZfsRunner:
 
 
 class ZfsBackend:
-    """Operations the import/delete/create code needs. All names are text.
+    """Operations the import/delete code needs. All names are text.
 
-    Read calls (``exists``, ``get_properties``, ``list_*``, ``pool_exists``,
-    ``dependent_clones``, ``get_holds``) are cheap and change nothing.
+    Read calls (``exists``, ``which_exist``, ``get_properties``, ``list_snapshots``,
+    ``dependent_clones``) are cheap and change nothing.
     Missing datasets raise ``DatasetNotFoundError``, other failures ``ZfsError``.
     """
 
@@ -334,21 +238,8 @@ class ZfsBackend:
         """The subset of ``names`` that exist (one question where the backend can)."""
         return set(n for n in names if self.exists(n))
 
-    def pool_exists(self, pool):
-        """Whether the pool ``pool`` is imported."""
-        raise NotImplementedError
-
-    def list_pools(self):
-        """Names of the imported pools."""
-        raise NotImplementedError
-
     def get_properties(self, names, props):
         """``{name: {prop: value}}`` with exact (``-p``) values as text, ``None`` for ``-``."""
-        raise NotImplementedError
-
-    def list_datasets(self, root=None, types=('filesystem', 'volume'), props=('name', 'origin', 'mountpoint'),
-                      recursive=True, depth=None):
-        """List datasets under ``root`` (the whole host only when ``root`` is None)."""
         raise NotImplementedError
 
     def list_snapshots(self, dataset):
@@ -359,23 +250,10 @@ class ZfsBackend:
         """Sorted names of the clones of any snapshot of ``dataset``."""
         raise NotImplementedError
 
-    def get_holds(self, snapshot):
-        """Sorted user-hold tags on ``snapshot``."""
-        raise NotImplementedError
-
-    def create(self, name, props=None, parents=False, volsize=None):
-        raise NotImplementedError
-
-    def snapshot(self, name):
-        raise NotImplementedError
-
     def rename(self, old, new, recursive=False):
         raise NotImplementedError
 
     def destroy(self, name, recursive=False):
-        raise NotImplementedError
-
-    def rollback(self, snapshot, recursive=False):
         raise NotImplementedError
 
     def mount(self, name):
@@ -384,33 +262,38 @@ class ZfsBackend:
     def unmount(self, name):
         raise NotImplementedError
 
-    def set_property(self, name, prop, value):
-        raise NotImplementedError
-
-    def clone(self, snapshot, target, props=None):
-        raise NotImplementedError
-
-    def send_argv(self, snapshot, incremental_from=None):
-        raise NotImplementedError
-
     def receive_argv(self, target, unmounted=True):
         raise NotImplementedError
 
 
 class CliBackend(ZfsBackend):
-    """``ZfsBackend`` over the ``zfs``/``zpool`` command line.
+    """``ZfsBackend`` over the ``zfs`` command line.
 
     ``sleep``, ``busy_retries`` and ``busy_delay`` tune the retries done when
     zfs answers "dataset is busy" (zfs-fuse, right after an unmount).
+    ``mount_gate`` (a ``_locks.MountGate``) keeps receives and mount changes
+    apart where ``zfs receive`` mounts what it receives.
     """
 
     name = 'cli'
 
-    def __init__(self, runner, sleep=time.sleep, busy_retries=8, busy_delay=0.05):
+    def __init__(self, runner, sleep=time.sleep, busy_retries=8, busy_delay=0.05, mount_gate=None):
         super(CliBackend, self).__init__(runner)
         self.sleep = sleep
         self.busy_retries = busy_retries
         self.busy_delay = busy_delay
+        self.mount_gate = mount_gate
+
+    def _gated(self):
+        return self.mount_gate is not None and not self.supports_unmounted_receive()
+
+    def mount_changes(self):
+        """Context around a mount, unmount, or a rename or destroy of filesystems."""
+        return self.mount_gate.exclusive() if self._gated() else contextlib.nullcontext()
+
+    def receiving(self):
+        """Context around a running ``zfs receive`` (see ``mount_changes``)."""
+        return self.mount_gate.shared() if self._gated() else contextlib.nullcontext()
 
     # -- read calls ---------------------------------------------------------
 
@@ -437,90 +320,26 @@ class CliBackend(ZfsBackend):
             raise self.runner.error(argv, rc, out, err)
         return found & set(names)
 
-    def pool_exists(self, pool):
-        _check_name(pool, 'pool')
-        rc, out, err = self.runner.zpool('list', '-H', '-o', 'name', pool, check=False)
-        if rc == 0:
-            return pool in out.split()
-        if re.search(r'no such pool', err, re.IGNORECASE):
-            return False
-        raise self.runner.error(self.runner.zpool_argv('list', '-H', '-o', 'name', pool), rc, out, err)
-
-    def list_pools(self):
-        return [row[0] for row in self.runner.zpool_rows('list', '-H', '-o', 'name', columns=1)]
-
     def get_properties(self, names, props):
-        return self._get_properties(_as_list(names), list(props))
-
-    def _get_properties(self, names, props, ignore_missing=False):
+        """One ``zfs get -Hp``. ``props`` are full names: zfs prints an alias
+        (``refer``) under its full name (``referenced``), which is not matched."""
+        names = _as_list(names)
+        props = list(props)
         for name in names:
             _check_name(name)
         for prop in props:
             _check_prop(prop)
+        result = dict((n, dict((p, None) for p in props)) for n in names)
         if not names or not props:
-            return dict((n, dict((p, None) for p in props)) for n in names)
-        # zfs prints the canonical name of an alias (refer -> referenced).
-        wanted = {}
-        for prop in props:
-            wanted[PROPERTY_ALIASES.get(prop, prop)] = prop
+            return result
         argv = self.runner.zfs_argv('get', '-Hp', '-o', 'name,property,value', ','.join(props), *names)
         rc, out, err = self.runner.run(argv, check=False)
-        result = dict((n, dict((p, None) for p in props)) for n in names)
-        for name, prop, value in self.runner.parse_rows(out, 3, argv):
-            if name not in result:
-                continue
-            key = wanted.get(prop, prop if prop in result[name] else None)
-            if key is not None:
-                result[name][key] = _undash(value)
         if rc != 0:
-            exc = self.runner.error(argv, rc, out, err)
-            if not (ignore_missing and isinstance(exc, DatasetNotFoundError)):
-                raise exc
-            seen = set(row[0] for row in self.runner.parse_rows(out, 3, argv))
-            for name in names:
-                if name not in seen:
-                    result.pop(name, None)
+            raise self.runner.error(argv, rc, out, err)
+        for name, prop, value in self.runner.parse_rows(out, 3, argv):
+            if name in result and prop in result[name]:
+                result[name][prop] = _undash(value)
         return result
-
-    def list_datasets(self, root=None, types=('filesystem', 'volume'), props=('name', 'origin', 'mountpoint'),
-                      recursive=True, depth=None):
-        """List datasets as dicts ``{prop: value}`` (always with ``name``) in zfs order.
-
-        String columns come from ``zfs list -H -o``; numeric properties
-        (``NUMERIC_PROPERTIES``) are then fetched exactly with ``zfs get -Hp``.
-        ``root=None`` lists every pool; ``recursive`` and ``depth`` apply to ``root``.
-        """
-        types = _as_list(types)
-        for dtype in types:
-            if dtype not in DATASET_TYPES:
-                raise ValueError('invalid dataset type: %r' % (dtype,))
-        props = [_check_prop(p) for p in _as_list(props)]
-        if 'name' not in props:
-            props.insert(0, 'name')
-        exact = [p for p in props if p in NUMERIC_PROPERTIES]
-        columns = [p for p in props if p not in NUMERIC_PROPERTIES]
-        args = ['list', '-H', '-o', ','.join(columns), '-t', ','.join(types)]
-        if root is not None:
-            _check_name(root)
-            if depth is not None:
-                args.extend(['-d', str(int(depth))])
-            elif recursive:
-                args.append('-r')
-            args.append(root)
-        rows = self.runner.zfs_rows(*args, columns=len(columns))
-        result = []
-        for row in rows:
-            result.append(dict((p, _undash(v)) for p, v in zip(columns, row)))
-        if exact and result:
-            values = self._get_properties([d['name'] for d in result], exact, ignore_missing=True)
-            kept = []
-            for entry in result:
-                if entry['name'] in values:
-                    entry.update(values[entry['name']])
-                    kept.append(entry)
-            result = kept
-        # present the keys in the order asked for
-        return [dict((p, entry.get(p)) for p in props) for entry in result]
 
     def list_snapshots(self, dataset):
         _check_name(dataset)
@@ -564,50 +383,14 @@ class CliBackend(ZfsBackend):
         prefix = dataset + '@'
         return sorted(name for name, origin in rows if origin.startswith(prefix))
 
-    def get_holds(self, snapshot):
-        _check_snapshot_name(snapshot)
-        rows = self.runner.zfs_rows('holds', '-H', snapshot)
-        return sorted(row[1] for row in rows if len(row) > 1)
-
     # -- changes ------------------------------------------------------------
-
-    def create(self, name, props=None, parents=False, volsize=None):
-        _check_name(name)
-        args = ['create']
-        if parents:
-            args.append('-p')
-        for prop, value in (props or {}).items():
-            args.extend(['-o', '%s=%s' % (_check_prop(prop), value)])
-        if volsize is not None:
-            args.extend(['-V', str(volsize)])
-        args.append(name)
-        self.runner.zfs(*args)
-
-    def snapshot(self, name):
-        _check_snapshot_name(name)
-        self.runner.zfs('snapshot', name)
-
-    def set_property(self, name, prop, value):
-        _check_name(name)
-        self.runner.zfs('set', '%s=%s' % (_check_prop(prop), value), name)
-
-    def clone(self, snapshot, target, props=None):
-        _check_snapshot_name(snapshot)
-        _check_name(target)
-        args = ['clone']
-        for prop, value in (props or {}).items():
-            args.extend(['-o', '%s=%s' % (_check_prop(prop), value)])
-        self.runner.zfs(*(args + [snapshot, target]))
-
-    def rollback(self, snapshot, recursive=False):
-        _check_snapshot_name(snapshot)
-        self.runner.zfs(*(['rollback'] + (['-r'] if recursive else []) + [snapshot]))
 
     def mount(self, name):
         """Mount filesystem ``name``. Returns False if it was already mounted."""
         _check_name(name)
         try:
-            self.runner.zfs('mount', name)
+            with self.mount_changes():
+                self.runner.zfs('mount', name)
         except ZfsError as exc:
             if _ALREADY_MOUNTED_RE.search(exc.stderr or ''):
                 return False
@@ -618,7 +401,8 @@ class CliBackend(ZfsBackend):
         """Unmount filesystem ``name``. Returns False if it was not mounted."""
         _check_name(name)
         try:
-            self.runner.zfs('unmount', name)
+            with self.mount_changes():
+                self.runner.zfs('unmount', name)
         except ZfsError as exc:
             if _NOT_MOUNTED_RE.search(exc.stderr or '') and not isinstance(exc, DatasetNotFoundError):
                 return False
@@ -671,13 +455,14 @@ class CliBackend(ZfsBackend):
         if '@' in name:
             self.runner.zfs(*args)
             return
-        mounted = self._mounted_filesystems(name, recursive)
-        self._unmount_quietly(mounted)
-        try:
-            self._run_busy_retry(args, on_busy=lambda: self._unmount_quietly(mounted))
-        except ZfsError:
-            self._mount_quietly([n for n in mounted if self.exists(n)])
-            raise
+        with self.mount_changes():
+            mounted = self._mounted_filesystems(name, recursive)
+            self._unmount_quietly(mounted)
+            try:
+                self._run_busy_retry(args, on_busy=lambda: self._unmount_quietly(mounted))
+            except ZfsError:
+                self._mount_quietly([n for n in mounted if self.exists(n)])
+                raise
 
     def rename(self, old, new, recursive=False):
         """``zfs rename [-r] OLD NEW`` (``recursive`` only for snapshots).
@@ -691,32 +476,26 @@ class CliBackend(ZfsBackend):
         if recursive and '@' not in old:
             raise ValueError('recursive rename is only for snapshots: %r' % (old,))
         args = ['rename'] + (['-r'] if recursive else []) + [old, new]
-        try:
+        if '@' in old:
             self.runner.zfs(*args)
             return
-        except ZfsError as exc:
-            if '@' in old or not _is_busy(exc):
+        with self.mount_changes():
+            try:
+                self.runner.zfs(*args)
+                return
+            except ZfsError as exc:
+                if not _is_busy(exc):
+                    raise
+            mounted = self._mounted_filesystems(old, True)
+            self._unmount_quietly(mounted)
+            try:
+                self._run_busy_retry(args, on_busy=lambda: self._unmount_quietly(mounted))
+            except ZfsError:
+                self._mount_quietly([n for n in mounted if self.exists(n)])
                 raise
-        mounted = self._mounted_filesystems(old, True)
-        self._unmount_quietly(mounted)
-        try:
-            self._run_busy_retry(args, on_busy=lambda: self._unmount_quietly(mounted))
-        except ZfsError:
-            self._mount_quietly([n for n in mounted if self.exists(n)])
-            raise
-        self._mount_quietly([new + n[len(old):] for n in mounted])
+            self._mount_quietly([new + n[len(old):] for n in mounted])
 
     # -- streams ------------------------------------------------------------
-
-    def send_argv(self, snapshot, incremental_from=None):
-        """argv of ``zfs send [-i FROM] SNAPSHOT`` (no -p, no -R, like the reference)."""
-        _check_snapshot_name(snapshot)
-        args = ['send']
-        if incremental_from is not None:
-            _check_name(incremental_from, 'snapshot')
-            args.extend(['-i', incremental_from])
-        args.append(snapshot)
-        return self.runner.zfs_argv(*args)
 
     def supports_unmounted_receive(self):
         """Whether ``zfs receive -u`` exists here (zfs-fuse has no -u). Probed once."""
@@ -742,19 +521,12 @@ def _to_bytes(name):
     return name.encode('utf-8', 'surrogateescape')
 
 
-def _to_text(value):
-    if isinstance(value, bytes):
-        return value.decode('utf-8', 'surrogateescape')
-    return value
-
-
 class LibzfsCoreBackend(CliBackend):
     """``CliBackend`` that uses pyzfs' ``libzfs_core`` where it offers the operation.
 
-    ``lzc_exists``, ``lzc_snapshot``, ``lzc_destroy_snaps`` (single snapshot),
-    ``lzc_clone`` (then mount like ``zfs clone`` does), ``lzc_rename`` (single
-    snapshot, when the C library has it) and ``lzc_get_holds``. Everything
-    else, including anything that mounts or unmounts, goes through the CLI.
+    ``lzc_exists``, ``lzc_destroy_snaps`` (single snapshot) and ``lzc_rename``
+    (single snapshot, when the C library has it). Everything else, including
+    anything that mounts or unmounts, goes through the CLI.
     """
 
     name = 'libzfs_core'
@@ -801,10 +573,6 @@ class LibzfsCoreBackend(CliBackend):
         _check_name(name)
         return bool(self._call('lzc_exists', [name], _to_bytes(name)))
 
-    def snapshot(self, name):
-        _check_snapshot_name(name)
-        self._call('lzc_snapshot', [name], [_to_bytes(name)])
-
     def destroy(self, name, recursive=False):
         if '@' not in name or recursive:
             super(LibzfsCoreBackend, self).destroy(name, recursive)
@@ -815,19 +583,6 @@ class LibzfsCoreBackend(CliBackend):
             raise DatasetNotFoundError('cannot destroy %s: dataset does not exist' % name,
                                        cmd=['libzfs_core.lzc_destroy_snaps', name])
         self._call('lzc_destroy_snaps', [name], [_to_bytes(name)], False)
-
-    def clone(self, snapshot, target, props=None):
-        _check_snapshot_name(snapshot)
-        _check_name(target)
-        if props:
-            # property values would need typed nvlists; the CLI parses them for us
-            super(LibzfsCoreBackend, self).clone(snapshot, target, props)
-            return
-        self._call('lzc_clone', [target, snapshot], _to_bytes(target), _to_bytes(snapshot))
-        # lzc_clone does not mount; "zfs clone" mounts filesystems that can be mounted
-        info = self.get_properties(target, ('type', 'canmount', 'mountpoint'))[target]
-        if info['type'] == 'filesystem' and info['canmount'] == 'on' and info['mountpoint'] not in (None, 'none', 'legacy'):
-            self.mount(target)
 
     def rename(self, old, new, recursive=False):
         if '@' in old and not recursive and self._supported('lzc_rename'):
@@ -840,15 +595,13 @@ class LibzfsCoreBackend(CliBackend):
                 pass
         super(LibzfsCoreBackend, self).rename(old, new, recursive)
 
-    def get_holds(self, snapshot):
-        _check_snapshot_name(snapshot)
-        holds = self._call('lzc_get_holds', [snapshot], _to_bytes(snapshot))
-        return sorted(_to_text(tag) for tag in holds)
-
 
 def libzfs_core_usable(lzc):
-    """``(True, None)`` if ``lzc`` looks like working pyzfs bindings, else ``(False, reason)``."""
-    for func in ('lzc_exists', 'lzc_snapshot', 'lzc_destroy_snaps', 'lzc_clone', 'lzc_get_holds'):
+    """``(True, None)`` if ``lzc`` looks like working pyzfs bindings, else ``(False, reason)``.
+
+    ``lzc_rename`` is optional (``rename`` falls back to the CLI without it).
+    """
+    for func in ('lzc_exists', 'lzc_destroy_snaps'):
         if not callable(getattr(lzc, func, None)):
             return False, 'libzfs_core has no %s' % func
     try:
@@ -884,7 +637,5 @@ def get_backend(runner, prefer='auto', **kwargs):
 
 
 __all__ = (
-    'ZFS_ENVIRON', 'SBIN_DIRS', 'DATASET_TYPES',
-    'NUMERIC_PROPERTIES', 'PROPERTY_ALIASES', 'subprocess_run_command', 'find_bin', 'ZfsRunner',
-    'ZfsBackend', 'CliBackend', 'LibzfsCoreBackend', 'libzfs_core_usable', 'get_backend',
+    'ZFS_ENVIRON', 'ZfsRunner', 'ZfsBackend', 'CliBackend', 'LibzfsCoreBackend', 'libzfs_core_usable', 'get_backend',
 )

@@ -21,6 +21,14 @@ description:
   - Uses the stock C(imgadm)'s per-image import locks (C(/var/run/img.UUID.import.lock)), so this module and a stock
     C(imgadm) on the same host never import the same image at once.
   - The database records written are byte for byte those of the stock C(imgadm), which keeps working with them.
+  - It never destroys or changes a dataset that is not an image by the stock C(imgadm list) heuristic (a VM's dataset,
+    a zone root, a dataset marked C(imgadm:ignore), or one with neither a database record nor an C(@final) snapshot);
+    such a uuid fails the task with error code V(NotAnImage).
+requirements:
+  - requests (Python library on the managed host), to talk to image sources
+  - jsonschema (Python library on the managed host), to validate manifests given with O(manifest)
+  - pyzfs (C(libzfs_core) Python bindings), optional; used for the ZFS operations it offers when O(zfs_backend=auto)
+    finds it, required with O(zfs_backend=libzfs_core)
 author:
   - smartos.imgadm developers (@smartos-imgadm)
 extends_documentation_fragment:
@@ -40,7 +48,7 @@ attributes:
 options:
   uuid:
     description:
-      - The image to act on.
+      - The image to act on, with O(state=present), V(absent) or V(updated).
     type: str
   uuids:
     description:
@@ -51,8 +59,11 @@ options:
   name:
     description:
       - Select images by name instead of uuid.
-      - With O(state=present), the newest active image of that name (and O(version)) by C(published_at) across
-        the sources; the result says which uuid was chosen and why (RV(selected)).
+      - With O(state=present), an image of that name (and O(version)) installed on O(pool) satisfies the task
+        without asking any source; only when there is none, the newest active one in the sources is imported
+        as with O(state=latest).
+      - With O(state=latest), the newest active image of that name (and O(version)) by C(published_at) across
+        the sources is imported unless it is installed; the result says which uuid was chosen and why (RV(selected)).
       - With O(state=absent) or O(state=updated), the installed images of that name (and O(version)) on O(pool).
     type: str
   version:
@@ -67,15 +78,18 @@ options:
   state:
     description:
       - V(present) imports the image and its origin chain (ancestors already on the pool are skipped), or installs
-        it from O(manifest) and O(file).
+        it from O(manifest) and O(file). With O(name), any installed image of that name satisfies it.
+      - V(latest) imports the newest active image called O(name) across the sources (and its origin chain).
+        A source that fails is reported (a warning and RV(source_errors)) rather than silently leaving an older
+        image from another source; with O(strict_sources=true) it fails the task.
       - V(absent) deletes the image and its database record; an image with dependent clones (VMs or other images)
-        is refused with their names.
+        is refused with their names. It needs O(uuid), O(uuids) or O(name).
       - V(updated) refreshes the manifests of the given images (all images on O(pool) when none is given) from the
         sources and repairs a missing C(@final) snapshot by C(files[0].dataset_guid).
       - V(vacuumed) deletes every image on O(pool) that no VM or image uses, iteratively so that unused chains go,
         except those in O(keep).
     type: str
-    choices: [present, absent, updated, vacuumed]
+    choices: [present, latest, absent, updated, vacuumed]
     default: present
   sources:
     description:
@@ -86,11 +100,18 @@ options:
     description:
       - The IMGAPI channel to use with every source for this task (C(imgadm import -C)).
     type: str
+  strict_sources:
+    description:
+      - Fail the task when any image source fails, instead of going on with the sources that answered
+        (and reporting the failure in RV(source_errors) and a warning).
+    type: bool
+    default: false
   manifest:
     description:
       - Install from local files instead of a source, with O(file) (C(imgadm install -m -f)).
       - A path to a manifest file on the managed host, or the manifest itself as a dict.
       - The manifest is upgraded from v1 if needed and validated; its origin must be installed already.
+      - Only with O(state=present).
     type: raw
   file:
     description:
@@ -103,18 +124,22 @@ options:
     default: false
   keep:
     description:
-      - With O(state=vacuumed), images never to delete, as uuids, names or V(name@version).
+      - With O(state=vacuumed) only, images never to delete, as uuids, names or V(name@version).
     type: list
     elements: str
-    default: []
   concurrency:
     description:
-      - How many images are imported at the same time when several are needed.
+      - How many images are imported at the same time when several are needed. At least 1.
     type: int
     default: 2
   lock_dir:
     description:
       - Directory of the per-image import lock files, shared with the stock C(imgadm).
+      - An import takes the locks of every image it imports, each child before its origin (the stock C(imgadm)'s
+        order), and of the installed origins it builds on; a delete or vacuum holds the lock of the image it
+        destroys.
+      - Where C(zfs receive) cannot leave what it received unmounted, the file C(smartos-imgadm.zfs-mounts.lock)
+        here also keeps receives and mount changes of this collection apart.
     type: path
     default: /var/run
   zfs_backend:
@@ -137,9 +162,14 @@ EXAMPLES = r'''
   smartos.imgadm.imgadm_image:
     uuid: 2f1dc911-6401-4fa4-8e9d-67ea2e39c271
 
-- name: The newest base-64-lts from the sources
+- name: Some base-64-lts, installed or else the newest from the sources
   smartos.imgadm.imgadm_image:
     name: base-64-lts
+
+- name: The newest base-64-lts from the sources, whatever is installed
+  smartos.imgadm.imgadm_image:
+    name: base-64-lts
+    state: latest
   register: base
 
 - name: Several images at once
@@ -173,20 +203,29 @@ EXAMPLES = r'''
 RETURN = r'''
 image:
   description: The image record as C(imgadm get) shows it, when the task is about one image (predicted in check mode).
-  returned: success
+  returned: success, when the task is about exactly one image (null otherwise)
   type: dict
+  contains:
+    manifest: {description: The image manifest., type: dict}
+    zpool: {description: The pool., type: str}
+    source: {description: The source URL it was imported from (absent for images installed from files)., type: str}
   sample:
     manifest: {v: 2, uuid: 2f1dc911-6401-4fa4-8e9d-67ea2e39c271, name: base-64-lts, version: 24.4.0}
     zpool: zones
     source: https://images.smartos.org
 images:
-  description: The image records of every image the task is about.
+  description: The image records (as in RV(image)) of every image the task is about that is installed (or will be, in check mode).
   returned: success
   type: list
   elements: dict
+  contains:
+    manifest: {description: The image manifest., type: dict}
+    zpool: {description: The pool., type: str}
+    source: {description: The source URL (absent for images installed from files)., type: str}
 imported:
-  description: What was imported or installed, base first.
-  returned: success
+  description: What this run imported or installed, base first. An image imported by another process while the task
+    waited for its lock is not here (see RV(imported_by_others)). Also returned when the task fails half way.
+  returned: always
   type: list
   elements: dict
   contains:
@@ -199,35 +238,72 @@ imported:
     seconds: {description: Wall time of the streaming pass., type: float}
     mib_per_second: {description: Throughput., type: float}
     attempts: {description: Downloads tried (interrupted downloads are retried from the start)., type: int}
+imported_by_others:
+  description: Images another process (another task, the stock C(imgadm)) imported while this task waited for their
+    locks; they do not make the task changed.
+  returned: always
+  type: list
+  elements: str
 plan:
   description: The images the task imports or installs (in check mode, would), base first, with their file sizes.
-  returned: when O(state=present)
+  returned: when O(state=present) or O(state=latest)
   type: list
   elements: dict
+  contains:
+    uuid: {description: The image., type: str}
+    name: {description: Its name., type: str}
+    version: {description: Its version., type: str}
+    bytes: {description: The size of its file., type: int}
+    source: {description: The source URL (null for files)., type: str}
 plan_bytes:
   description: The sum of the file sizes in RV(plan).
-  returned: when O(state=present)
+  returned: when O(state=present) or O(state=latest)
   type: int
 selected:
   description: Which image O(name) selected and why.
-  returned: when O(state=present) and O(name) is given
+  returned: when O(name) is given with O(state=present) or O(state=latest)
   type: dict
+  contains:
+    uuid: {description: The image chosen., type: str}
+    name: {description: Its name., type: str}
+    version: {description: Its version., type: str}
+    source: {description: The source it comes from (for an installed image, the source it was imported from)., type: str}
+    reason: {description: Why this one., type: str}
   sample:
     uuid: 2f1dc911-6401-4fa4-8e9d-67ea2e39c271
     name: base-64-lts
     version: 24.4.0
     source: https://images.smartos.org
-    reason: newest published_at (2024-12-01T00:00:00Z) of 3 active image(s) named "base-64-lts" in the sources
-deleted:
-  description: Images deleted (in check mode, that would be).
-  returned: success
+    reason: newest published_at (2024-12-01T00:00:00Z) of 3 active image(s) "base-64-lts" in the sources
+source_errors:
+  description: The image sources that failed while the task asked them (without O(strict_sources)).
+  returned: when a source failed
   type: list
   elements: dict
+  contains:
+    source: {description: The source URL., type: str}
+    msg: {description: What went wrong., type: str}
+    error_code: {description: The stock C(imgadm)'s error code for it., type: str}
+deleted:
+  description: Images this run deleted (in check mode, that would be), children first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    uuid: {description: The image., type: str}
+    name: {description: Its name., type: str}
+    version: {description: Its version., type: str}
 updated:
   description: Images whose manifest was refreshed or whose C(@final) was repaired, with what changed.
-  returned: success
+  returned: always
   type: list
   elements: dict
+  contains:
+    uuid: {description: The image., type: str}
+    changes:
+      description: V(manifest) followed by the fields that changed, and/or V(final) when the original snapshot was renamed back.
+      type: list
+      elements: str
 kept:
   description: With O(state=vacuumed), the images left on the pool.
   returned: when O(state=vacuumed)
@@ -235,7 +311,7 @@ kept:
   elements: str
 zfs_backend:
   description: How the module talked to ZFS, V(libzfs_core) (pyzfs) or V(cli) (see O(zfs_backend)).
-  returned: success
+  returned: always
   type: str
   sample: cli
 actions:
@@ -244,8 +320,13 @@ actions:
   type: list
   elements: str
 error_code:
-  description: On failure, the stock C(imgadm)'s error code for the same error (for example V(ImageHasDependentClones)).
+  description: On failure, the stock C(imgadm)'s error code for the same error (for example V(ImageHasDependentClones)),
+    or this collection's own (V(NotAnImage), V(PoolNotFound), V(CommandTimeout), V(Usage)).
   returned: failure
+  type: str
+field:
+  description: On a bad option, the option it is about.
+  returned: failure, for bad input
   type: str
 '''
 
@@ -256,7 +337,7 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._common import (
     argument_spec,
     run_module,
 )
-from ansible_collections.smartos.imgadm.plugins.module_utils._image_manager import run_images
+from ansible_collections.smartos.imgadm.plugins.module_utils._image_states import run_images
 
 
 def main():
@@ -269,23 +350,20 @@ def main():
         name=dict(type='str'),
         version=dict(type='str'),
         pool=dict(type='str', default='zones'),
-        state=dict(type='str', choices=['present', 'absent', 'updated', 'vacuumed'], default='present'),
+        state=dict(type='str', choices=['present', 'latest', 'absent', 'updated', 'vacuumed'], default='present'),
         sources=dict(type='list', elements='str'),
         channel=dict(type='str'),
+        strict_sources=dict(type='bool', default=False),
         manifest=dict(type='raw'),
         file=dict(type='path'),
         zstream=dict(type='bool', default=False),
-        keep=dict(type='list', elements='str', default=[]),
+        keep=dict(type='list', elements='str'),
         concurrency=dict(type='int', default=2),
         lock_dir=dict(type='path', default='/var/run'),
         zfs_backend=dict(type='str', choices=['auto', 'cli', 'libzfs_core'], default='auto'),
     )
-    run_module(
-        spec, run_images,
-        mutually_exclusive=[('name', 'uuid'), ('name', 'uuids'), ('manifest', 'uuid'), ('manifest', 'uuids'), ('manifest', 'name')],
-        required_by={'version': 'name', 'file': 'manifest'},
-        required_if=[('state', 'present', ('uuid', 'uuids', 'name', 'manifest'), True)],
-    )
+    # which options go with which state is checked in _image_run.check_options (errors name the option)
+    run_module(spec, run_images)
 
 
 if __name__ == '__main__':

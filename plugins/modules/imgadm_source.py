@@ -192,9 +192,8 @@ error_code:
 '''
 
 from ansible_collections.smartos.imgadm.plugins.module_utils._common import DATABASE_ARGS, IMGAPI_ARGS, argument_spec, run_module
+from ansible_collections.smartos.imgadm.plugins.module_utils._constants import SOURCE_TYPES
 from ansible_collections.smartos.imgadm.plugins.module_utils._source_manager import run_sources
-
-SOURCE_TYPES = ['imgapi', 'docker', 'dsapi']
 
 
 def main():
@@ -203,13 +202,13 @@ def main():
         IMGAPI_ARGS,
         url=dict(type='str'),
         channel=dict(type='str'),
-        type=dict(type='str', choices=SOURCE_TYPES, default='imgapi'),
+        type=dict(type='str', choices=list(SOURCE_TYPES), default='imgapi'),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
         insecure=dict(type='bool', default=False),
         force=dict(type='bool', default=False),
         sources=dict(type='list', elements='dict', options=dict(
             url=dict(type='str', required=True),
-            type=dict(type='str', choices=SOURCE_TYPES, default='imgapi'),
+            type=dict(type='str', choices=list(SOURCE_TYPES), default='imgapi'),
             channel=dict(type='str'),
             insecure=dict(type='bool', default=False),
         )),
