@@ -49,8 +49,8 @@ def present(run):
     if p.get('manifest') is not None:
         install_from_file(run)
         return
-    run.require_pool()
     if p.get('name'):
+        run.require_pool()
         found = run.installed_by_name(p['name'], p.get('version'))
         if found:
             _satisfied_by_installed(run, found)

@@ -27,7 +27,6 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     CommandError,
     ImgadmError,
     NotAnImageError,
-    PoolNotFoundError,
     UsageError,
 )
 from ansible_collections.smartos.imgadm.plugins.module_utils._image_sources import ImageSources
@@ -124,11 +123,13 @@ class ImageRun(object):
 
     def require_pool(self):
         """An error before anything is fetched or changed when the pool does not exist."""
-        if not self.backend.exists(self.pool):
-            raise PoolNotFoundError('pool "%s" does not exist (zfs list %s)' % (self.pool, self.pool), pool=self.pool)
+        self.require_images([])
 
     def require_images(self, uuids):
-        """The uuids installed on the pool; an error for one whose dataset exists but is not an image."""
+        """The uuids installed on the pool; an error for one whose dataset exists but is not an image.
+
+        A pool that does not exist is an error (``PoolNotFound``) before anything is fetched or changed.
+        """
         installed = []
         for uuid, what in self.installed.examine(self.pool, uuids).items():
             if what is None:
@@ -180,8 +181,8 @@ class ImageRun(object):
 
     def record_import(self, manifest, source_url, compression, stats, attempts):
         """One image imported by this run: the result says so, and the task has changed."""
-        self.result.action('imported image %s (%s@%s) from %s' % (manifest['uuid'], manifest.get('name'), manifest.get('version'),
-                                                                 source_url or 'a file'))
+        self.result.action('imported image %s (%s@%s) from %s'
+                           % (manifest['uuid'], manifest.get('name'), manifest.get('version'), source_url or 'a file'))
         with self._lock:
             self.result.data['imported'].append(OrderedDict([
                 ('uuid', manifest['uuid']), ('name', manifest.get('name')), ('version', manifest.get('version')),

@@ -117,8 +117,8 @@ class ImageSources(object):
             raise ActiveImageNotFoundError('no active image "%s" was found in image sources' % what, name=name, version=version)
         candidates.sort(key=lambda c: c[0])
         dummy, manifest, source = candidates[-1]
-        reason = 'newest published_at (%s) of %d active image(s) "%s" in the sources' % (
-            manifest.get('published_at'), len(candidates), what)
+        reason = 'newest published_at (%s) of %d active image(s) named "%s"%s in the sources' % (
+            manifest.get('published_at'), len(candidates), name, ' version "%s"' % version if version else '')
         if errors:
             reason += ' that answered (%d failed, see source_errors)' % len(errors)
         self.result.data['selected'] = dict(uuid=manifest['uuid'], name=manifest.get('name'), version=manifest.get('version'),

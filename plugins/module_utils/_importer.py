@@ -404,12 +404,12 @@ def stream_into_zfs(chunks, receive_argv, decompressor_argv=None, want_md5=False
             dec = None
             if decompressor_argv:
                 # run_command cannot stream: the pipeline needs its own processes
-                dec = subprocess.Popen(decompressor_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # pylint: disable=consider-using-with,ansible-bad-function
-                                       stderr=subprocess.PIPE, env=env, close_fds=True)
+                dec = subprocess.Popen(  # pylint: disable=consider-using-with,ansible-bad-function
+                    decompressor_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True)
                 procs.append(dec)
                 recv_stdin = dec.stdout
-            recv = subprocess.Popen(receive_argv, stdin=recv_stdin, stdout=subprocess.DEVNULL,  # pylint: disable=consider-using-with,ansible-bad-function
-                                    stderr=subprocess.PIPE, env=env, close_fds=True)
+            recv = subprocess.Popen(  # pylint: disable=consider-using-with,ansible-bad-function
+                receive_argv, stdin=recv_stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, close_fds=True)
             procs.append(recv)
             if dec is not None:
                 dec.stdout.close()  # the receive holds the read end now

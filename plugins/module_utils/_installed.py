@@ -30,7 +30,7 @@ import re
 from collections import OrderedDict
 
 from ansible_collections.smartos.imgadm.plugins.module_utils._constants import POOL, UUID
-from ansible_collections.smartos.imgadm.plugins.module_utils._errors import CommandError
+from ansible_collections.smartos.imgadm.plugins.module_utils._errors import CommandError, PoolNotFoundError
 
 VMADM_FS_NAME_RE = re.compile(r'^(%s)/(%s)([-/]disk\d+)?$' % (POOL, UUID))
 VMADM_IMG_NAME_RE = re.compile(r'^(%s)/(%s)$' % (POOL, UUID))
@@ -154,12 +154,16 @@ class InstalledImages(object):
     def examine(self, pool, uuids):
         """``{uuid: None (not there) | 'image' | why it is not an image}`` for ``POOL/UUID`` of each uuid.
 
-        One ``zfs list`` for all of them (and one ``zoneadm list`` when any exists).
+        One ``zfs list`` for all of them and the pool (``PoolNotFoundError``
+        when the pool does not exist), one more and one ``zoneadm list`` when
+        any exists.
         """
         names = ['%s/%s' % (pool, u) for u in uuids]
-        found = self.backend.which_exist(names)
+        found = self.backend.which_exist([pool] + names)  # the pool too, in the same question
+        if pool not in found:
+            raise PoolNotFoundError('pool "%s" does not exist (zfs list %s)' % (pool, pool), pool=pool)
         result = dict((u, None) for u in uuids)
-        if not found:
+        if len(found) == 1:
             return result
         runner = self.backend.runner
         present = [n for n in names if n in found]

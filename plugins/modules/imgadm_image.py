@@ -267,14 +267,16 @@ selected:
     uuid: {description: The image chosen., type: str}
     name: {description: Its name., type: str}
     version: {description: Its version., type: str}
-    source: {description: The source it comes from (for an installed image, the source it was imported from)., type: str}
+    source:
+      description: The source it comes from; for an installed image, the source it was imported from.
+      type: str
     reason: {description: Why this one., type: str}
   sample:
     uuid: 2f1dc911-6401-4fa4-8e9d-67ea2e39c271
     name: base-64-lts
     version: 24.4.0
     source: https://images.smartos.org
-    reason: newest published_at (2024-12-01T00:00:00Z) of 3 active image(s) "base-64-lts" in the sources
+    reason: newest published_at (2024-12-01T00:00:00Z) of 3 active image(s) named "base-64-lts" in the sources
 source_errors:
   description: The image sources that failed while the task asked them (without O(strict_sources)).
   returned: when a source failed

@@ -3,9 +3,21 @@
 # Debian packages (zfs-fuse, compressors, rsync) and pinned virtualenvs.
 #   .venv       ansible-core 2.19 on Python 3.11
 #   .venv-2.21  ansible-core 2.21 on Python 3.12+ (skipped, with a message, when no such Python exists)
+# Network steps have deadlines (IMGADM_BOOTSTRAP_TIMEOUT, 600 s each: apt-get, pip); a step
+# over it is killed with its process group and the bootstrap fails, naming it.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top" || exit 1
+limit=${IMGADM_BOOTSTRAP_TIMEOUT:-600}
+deadline() {    # WHAT CMD...
+    local what=$1 rc=0
+    shift
+    timeout --kill-after=30 "$limit" "$@" || rc=$?
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        echo "bootstrap: TIMEOUT: $what ran over its ${limit} s limit (IMGADM_BOOTSTRAP_TIMEOUT) and was killed" >&2
+    fi
+    return "$rc"
+}
 
 need_pkgs=()
 command -v zfs >/dev/null 2>&1 || need_pkgs+=(zfs-fuse)
@@ -17,8 +29,9 @@ command -v shellcheck >/dev/null 2>&1 || need_pkgs+=(shellcheck)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+    deadline "apt-get update" apt-get -o Acquire::Retries=3 -o Acquire::http::Timeout=30 update -qq
+    deadline "apt-get install" apt-get -o Acquire::Retries=3 -o Acquire::http::Timeout=30 \
+        install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
 find_python() {
@@ -46,7 +59,7 @@ make_venv() {
     echo "bootstrap: creating $dir with $py from $req"
     rm -rf "$dir"
     "$py" -m venv "$dir"
-    "$dir/bin/pip" install -q --disable-pip-version-check -r "$req"
+    deadline "pip install -r $req" "$dir/bin/pip" install -q --disable-pip-version-check --timeout 30 --retries 3 -r "$req"
     echo "$want" > "$stamp"
 }
 
@@ -74,7 +87,8 @@ PY
 )
     shim="$cache/get_pip_${pipver//./_}.py"
     if [ ! -f "$shim" ] || ! ls "$cache"/pip-"$pipver"-*.whl >/dev/null 2>&1; then
-        "$venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$cache" "pip==$pipver"
+        deadline "pip download pip==$pipver" "$venv/bin/pip" download -q --disable-pip-version-check --timeout 30 \
+            --retries 3 --no-deps -d "$cache" "pip==$pipver"
         cp tests/bin/get_pip_shim.py "$shim"
     fi
 done

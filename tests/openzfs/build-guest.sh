@@ -15,6 +15,12 @@
 # it needs (qemu-system-x86 qemu-utils debootstrap e2fsprogs openssh-client) with apt-get.
 # Timings of every step are printed on stderr and kept in guest-STAMP/timings.
 #
+# Every command that could wait forever has a deadline (timeout(1) kills its whole process
+# group, chroot'd apt/dpkg/dkms included); a step over its deadline fails the build with its name.
+# Deadlines (environment, seconds; not part of the stamp): IMGADM_OPENZFS_APT_TIMEOUT (host apt-get,
+# debootstrap, each package step in the chroot: 900), IMGADM_OPENZFS_DKMS_TIMEOUT (zfs-dkms, 1500),
+# IMGADM_OPENZFS_LOCK_TIMEOUT (waiting for another build of the cache: 1800).
+#
 # Settings (environment; all of them are part of the stamp):
 #   IMGADM_OPENZFS_SUITE       Debian suite of the guest             (bookworm)
 #   IMGADM_OPENZFS_ZFS_SUITE   suite OpenZFS comes from: bookworm (2.1) or bookworm-backports (2.3)
@@ -30,6 +36,9 @@ zfs_suite=${IMGADM_OPENZFS_ZFS_SUITE:-$suite}
 mirror=${IMGADM_OPENZFS_MIRROR:-http://deb.debian.org/debian}
 security=${IMGADM_OPENZFS_SECURITY:-http://deb.debian.org/debian-security}
 disk_size=${IMGADM_OPENZFS_DISK_SIZE:-3G}
+apt_timeout=${IMGADM_OPENZFS_APT_TIMEOUT:-900}
+dkms_timeout=${IMGADM_OPENZFS_DKMS_TIMEOUT:-1500}
+lock_timeout=${IMGADM_OPENZFS_LOCK_TIMEOUT:-1800}
 
 # Packages of the guest, besides the kernel and OpenZFS.
 base_pkgs="systemd-sysv udev kmod iproute2 procps openssh-server python3 python3-requests
@@ -41,6 +50,18 @@ out="$cache/guest-$stamp"
 
 log() { echo "build-guest: $*" >&2; }
 die() { log "$*"; exit 1; }
+# deadline SECONDS WHAT CMD...: CMD with a time limit (its process group is killed after it,
+# KILLed 30 s later); exit 124 after a "WHAT ran over" message
+deadline() {
+    local secs=$1 what=$2 rc=0
+    shift 2
+    timeout --kill-after=30 "$secs" "$@" || rc=$?
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        log "TIMEOUT: $what ran over its ${secs} s limit and was killed"
+        return 124
+    fi
+    return "$rc"
+}
 
 force=0
 resume=0
@@ -49,7 +70,7 @@ case "${1:-}" in
     --force) force=1 ;;
     --resume) resume=1 ;;
     "") ;;
-    *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
 
 if [ "$force" = 0 ] && [ -f "$out/.done" ]; then
@@ -62,7 +83,7 @@ fi
 
 mkdir -p "$cache"
 exec 9>"$cache/.build.lock"
-flock 9
+flock -w "$lock_timeout" 9 || die "another build of $cache held its lock for ${lock_timeout} s"
 if [ "$force" = 0 ] && [ -f "$out/.done" ]; then   # built by another process meanwhile
     echo "$out"
     exit 0
@@ -109,9 +130,10 @@ command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 if [ "${#need[@]}" -gt 0 ]; then
     step_begin host-packages
     export DEBIAN_FRONTEND=noninteractive
-    apt-get -o Acquire::Retries=5 update -qq
+    deadline "$apt_timeout" "apt-get update" apt-get -o Acquire::Retries=5 -o Acquire::http::Timeout=30 update -qq
     # no recommends: no GUI; the guest's NIC is given no option ROM, so ipxe is not needed
-    apt-get -o Acquire::Retries=5 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    deadline "$apt_timeout" "apt-get install ${need[*]}" apt-get -o Acquire::Retries=5 -o Acquire::http::Timeout=30 \
+        install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     step_end host-packages
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -134,7 +156,8 @@ if ! step_done debootstrap; then
     # a mirror hiccup on a fresh CI machine should not fail the run: three tries
     for try in 1 2 3; do
         rm -rf "$tree"
-        if debootstrap --variant=minbase --components=main,contrib "$suite" "$tree" "$mirror" \
+        if deadline "$apt_timeout" debootstrap \
+                debootstrap --variant=minbase --components=main,contrib "$suite" "$tree" "$mirror" \
                 > "$work/debootstrap.log" 2>&1; then
             break
         fi
@@ -159,6 +182,7 @@ APT::Install-Suggests "false";
 Acquire::Languages "none";
 Acquire::Check-Valid-Until "false";
 Acquire::Retries "5";
+Acquire::http::Timeout "30";
 EOF
 cat > "$tree/etc/dpkg/dpkg.cfg.d/90smartos-imgadm-nodoc" <<'EOF'
 path-exclude /usr/share/doc/*
@@ -180,13 +204,16 @@ mount -t sysfs sysfs "$tree/sys"
 mkdir -p "$tree/dev/pts"
 mount -t devpts devpts "$tree/dev/pts"
 
-in_chroot() {
-    chroot "$tree" /usr/bin/env -i DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 HOME=/root \
+in_chroot() {   # [--limit SECONDS] SCRIPT (default limit: the apt one)
+    local limit=$apt_timeout
+    if [ "$1" = --limit ]; then limit=$2; shift 2; fi
+    deadline "$limit" "the chroot script ${1:0:60}..." chroot "$tree" /usr/bin/env -i DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 HOME=/root \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/bash -euo pipefail -c "$1"
 }
-apt_in_chroot() {
-    local name=$1; shift
-    in_chroot "$*" > "$work/$name.log" 2>&1 \
+apt_in_chroot() {   # NAME [--limit SECONDS] SCRIPT...
+    local name=$1 limit=$apt_timeout; shift
+    if [ "$1" = --limit ]; then limit=$2; shift 2; fi
+    in_chroot --limit "$limit" "$*" > "$work/$name.log" 2>&1 \
         || { tail -n 40 "$work/$name.log" >&2; die "step $name failed; log: $work/$name.log"; }
 }
 
@@ -211,7 +238,7 @@ if ! step_done zfs-dkms; then
     step_begin zfs-dkms
     zfs_t=""
     [ "$zfs_suite" != "$suite" ] && zfs_t="-t $zfs_suite"
-    apt_in_chroot zfs-dkms "apt-get install -y -q $zfs_t zfs-dkms zfsutils-linux python3-pyzfs
+    apt_in_chroot zfs-dkms --limit "$dkms_timeout" "apt-get install -y -q $zfs_t zfs-dkms zfsutils-linux python3-pyzfs
         if [ -z \"\$(find /lib/modules/$kver -name 'zfs.ko*')\" ]; then
             echo 'zfs.ko missing after the postinst: dkms autoinstall -k $kver'
             dkms autoinstall -k $kver
@@ -329,7 +356,7 @@ step_begin mkfs
 cleanup_mounts
 tree_mib=$(du -sm "$tree" | cut -f1)
 log "guest tree: $tree_mib MiB"
-mkfs.ext4 -q -F -L openzfs-root -E root_owner=0:0 -d "$tree" "$work/out/root.img" "$disk_size"
+deadline "$apt_timeout" mkfs.ext4 mkfs.ext4 -q -F -L openzfs-root -E root_owner=0:0 -d "$tree" "$work/out/root.img" "$disk_size"
 step_end mkfs
 
 echo "$settings" > "$work/out/settings"

@@ -20,7 +20,9 @@
 # qemu.pid, tunnel.pid, ssh.port, ssh_config, inventory.ini, openzfs.yml, console.log, timings.
 # Settings: IMGADM_OPENZFS_MEM (MiB, 2048), IMGADM_OPENZFS_CPUS (2), IMGADM_OPENZFS_POOL_SIZE (4G),
 # IMGADM_OPENZFS_ACCEL (auto|tcg|kvm), IMGADM_OPENZFS_TCG_CPU (qemu64), IMGADM_OPENZFS_SSH_PORT (a free port),
-# IMGADM_OPENZFS_BOOT_TIMEOUT (300 s), IMGADM_OPENZFS_ZFS_BACKEND (auto: the imgadm_zfs_backend var written).
+# IMGADM_OPENZFS_BOOT_TIMEOUT (300 s), IMGADM_OPENZFS_ZFS_BACKEND (auto: the imgadm_zfs_backend var written),
+# IMGADM_OPENZFS_SSH_TIMEOUT (300 s: the deadline of every command run in the guest over SSH; SSH
+# itself has ConnectTimeout 10 and ServerAliveInterval 15 x 4).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -32,6 +34,7 @@ cpus=${IMGADM_OPENZFS_CPUS:-2}
 pool_size=${IMGADM_OPENZFS_POOL_SIZE:-4G}
 accel_setting=${IMGADM_OPENZFS_ACCEL:-auto}
 boot_timeout=${IMGADM_OPENZFS_BOOT_TIMEOUT:-300}
+ssh_timeout=${IMGADM_OPENZFS_SSH_TIMEOUT:-300}
 # qemu64 rather than max: Python in the guest runs ~1.5x faster without the vector extensions
 # TCG has to emulate (glibc picks AVX2 string functions), and the zfs module loads faster
 tcg_cpu=${IMGADM_OPENZFS_TCG_CPU:-qemu64}
@@ -71,7 +74,8 @@ stop_pid() {    # FILE COMMAND-NAME
     rm -f "$1"
 }
 
-gssh() { ssh -F "$run/ssh_config" openzfs-guest "$@"; }
+# a command in the guest, with a deadline (--foreground: ssh may read a terminal; it has no children)
+gssh() { timeout --foreground --kill-after=10 "$ssh_timeout" ssh -F "$run/ssh_config" openzfs-guest "$@"; }
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -218,7 +222,8 @@ cmd_up() {
     t0=$(date +%s.%N)
     # user-mode network on a documentation range (not a private one), isolated by restrict=on;
     # the only way in is the SSH port forwarded from 127.0.0.1
-    qemu-system-x86_64 -name smartos-imgadm-openzfs "${accel_args[@]}" -m "$mem" -smp "$cpus" \
+    # -daemonize: returns once QEMU runs (the daemon leaves this process group); bounded all the same
+    timeout --kill-after=10 120 qemu-system-x86_64 -name smartos-imgadm-openzfs "${accel_args[@]}" -m "$mem" -smp "$cpus" \
         -nodefaults -display none -monitor none -serial "file:$run/console.log" \
         -kernel "$gdir/vmlinuz" -initrd "$gdir/initrd.img" \
         -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 quiet systemd.show_status=auto" \
@@ -284,5 +289,5 @@ IMGADM_OPENZFS_INVENTORY=$run/inventory.ini
 IMGADM_OPENZFS_VARS=$run/openzfs.yml
 EOF
         ;;
-    *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

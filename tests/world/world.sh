@@ -73,7 +73,7 @@ up() {
     fi
     port=$(cat "$world/server.port")
     url="http://127.0.0.1:$port"
-    curl -fsS "$url/ping" >/dev/null || { echo "world: image server at $url does not answer /ping" >&2; exit 1; }
+    curl -fsS -m 10 "$url/ping" >/dev/null || { echo "world: image server at $url does not answer /ping" >&2; exit 1; }
     write_env "$url"
     echo "world: pool $pool (builds in $build_pool), image server $url, state in $world"
 }
@@ -82,6 +82,7 @@ down() {
     if pid=$(server_pid); then
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
     fi
     rm -f "$world/server.pid" "$world/server.port"
     bash "$here/zpool.sh" down "$pool" || true

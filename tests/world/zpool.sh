@@ -9,18 +9,30 @@
 #   zpool.sh status [POOL]        exit 0 if POOL is imported
 #
 # Idempotent; needs root. Installs zfs-fuse with apt-get when `zfs` is
-# missing. Prints "POOL MOUNTPOINT" after `up`.
+# missing. Prints "POOL MOUNTPOINT" after `up`. Nothing waits forever (zfs-fuse
+# can wedge): every zpool/zfs/umount call has a deadline (IMGADM_ZFS_CMD_TIMEOUT,
+# 60 s), the lock IMGADM_ZPOOL_LOCK_WAIT (300 s), apt-get 600 s.
 set -euo pipefail
 
 POOL_DIR=${IMGADM_TEST_POOL_DIR:-/var/tmp/smartos-imgadm-pools}
 PIDFILE=/var/run/zfs-fuse.pid
 DAEMON_WAIT=${IMGADM_ZFS_DAEMON_WAIT:-30}
+CMD_TIMEOUT=${IMGADM_ZFS_CMD_TIMEOUT:-60}
+LOCK_WAIT=${IMGADM_ZPOOL_LOCK_WAIT:-300}
 
 die() { echo "zpool.sh: $*" >&2; exit 1; }
 log() { echo "zpool.sh: $*" >&2; }
 
+# zt CMD...: CMD with a deadline (exit 124 when it ran over; its process group is killed)
+zt() {
+    local rc=0
+    timeout --kill-after=10 "$CMD_TIMEOUT" "$@" || rc=$?
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then log "TIMEOUT: '$*' ran over ${CMD_TIMEOUT}s and was killed"; fi
+    return "$rc"
+}
+
 usage() {
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -30,7 +42,7 @@ usage() {
 LOCK_FILE=/var/tmp/smartos-imgadm-zpool.lock
 take_lock() {
     exec 9>>"$LOCK_FILE"
-    flock 9
+    flock -w "$LOCK_WAIT" 9 || die "the zpool lock $LOCK_FILE was held for ${LOCK_WAIT}s"
 }
 
 need_root() {
@@ -44,14 +56,15 @@ ensure_zfs_installed() {
     command -v apt-get >/dev/null 2>&1 || die "zfs is missing and apt-get is not available"
     log "installing zfs-fuse"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update
-    apt-get install -y zfs-fuse
+    timeout --kill-after=30 600 apt-get -o Acquire::http::Timeout=30 update || die "apt-get update failed or ran over 600 s"
+    timeout --kill-after=30 600 apt-get -o Acquire::http::Timeout=30 install -y zfs-fuse \
+        || die "apt-get install zfs-fuse failed or ran over 600 s"
     command -v zfs >/dev/null 2>&1 || die "zfs still missing after installing zfs-fuse"
 }
 
 daemon_answers() {
     # `zpool list` fails ("connect: Connection refused") without a daemon.
-    zpool list >/dev/null 2>&1
+    zt zpool list >/dev/null 2>&1
 }
 
 ensure_daemon() {
@@ -70,7 +83,7 @@ ensure_daemon() {
         fi
         clear_stale_mounts
         log "starting zfs-fuse"
-        zfs-fuse --pidfile "$PIDFILE" || die "zfs-fuse failed to start"
+        zt zfs-fuse --pidfile "$PIDFILE" || die "zfs-fuse failed to start"
     fi
     local i=0
     while ! daemon_answers; do
@@ -88,7 +101,7 @@ clear_stale_mounts() {
     awk '$3 == "fuse.zfs" {print $2}' /proc/mounts 2>/dev/null | sort -r | while read -r mp; do
         mp=$(printf '%b' "$mp")
         log "unmounting stale zfs-fuse mount $mp"
-        umount -l "$mp" 2>/dev/null || umount -f "$mp" 2>/dev/null || true
+        zt umount -l "$mp" 2>/dev/null || zt umount -f "$mp" 2>/dev/null || true
     done
 }
 
@@ -114,19 +127,19 @@ mount_pool() {
     # zfs-fuse imports the pools in its cache when it starts but does not
     # mount them; mount POOL and its canmount=on filesystems, parents first.
     local pool=$1 ds mp
-    zfs list -H -o name,canmount,mounted,mountpoint -t filesystem -r "$pool" 2>/dev/null \
+    zt zfs list -H -o name,canmount,mounted,mountpoint -t filesystem -r "$pool" 2>/dev/null \
         | awk -F'\t' '$2 == "on" && $3 == "no" && $4 ~ /^\// {n = split($1, a, "/"); print n "\t" $1 "\t" $4}' \
         | sort -n | cut -f2- \
         | while IFS=$'\t' read -r ds mp; do
             if [ -d "$mp" ] && ! mountpoint -q "$mp" 2>/dev/null; then
                 find "$mp" -mindepth 1 -depth -type d -empty -delete 2>/dev/null || true
             fi
-            zfs mount "$ds" >/dev/null 2>&1 || log "could not mount $ds on $mp"
+            zt zfs mount "$ds" >/dev/null 2>&1 || log "could not mount $ds on $mp"
         done
 }
 
 pool_exists() {
-    zpool list -H -o name "$1" >/dev/null 2>&1
+    zt zpool list -H -o name "$1" >/dev/null 2>&1
 }
 
 cmd_up() {
@@ -140,14 +153,14 @@ cmd_up() {
         mkdir -p "$POOL_DIR"
         if [ -f "$img" ]; then
             # Left over from an earlier run (e.g. the daemon restarted).
-            zpool import -d "$POOL_DIR" "$pool" >/dev/null 2>&1 || true
+            zt zpool import -d "$POOL_DIR" "$pool" >/dev/null 2>&1 || true
         fi
         if ! pool_exists "$pool"; then
             rm -f "$img"
             truncate -s "$size" "$img"
             local out
             clear_mountpoint "$pool"
-            if ! out=$(zpool create -f "$pool" "$img" 2>&1); then
+            if ! out=$(zt zpool create -f "$pool" "$img" 2>&1); then
                 rm -f "$img"
                 die "zpool create $pool failed: $out"
             fi
@@ -158,7 +171,7 @@ cmd_up() {
     fi
     pool_exists "$pool" || die "pool $pool is not available"
     mount_pool "$pool"
-    echo "$pool $(zfs get -H -o value mountpoint "$pool")"
+    echo "$pool $(zt zfs get -H -o value mountpoint "$pool")"
 }
 
 cmd_down() {
@@ -168,15 +181,15 @@ cmd_down() {
     if command -v zpool >/dev/null 2>&1 && daemon_answers && pool_exists "$pool"; then
         take_lock
         local tries=0
-        until zpool destroy -f "$pool" 2>/dev/null; do
+        until zt zpool destroy -f "$pool" 2>/dev/null; do
             tries=$((tries + 1))
             if [ "$tries" -ge 10 ]; then
-                zpool destroy -f "$pool" || die "zpool destroy $pool failed"
+                zt zpool destroy -f "$pool" || die "zpool destroy $pool failed"
             fi
             # unmount deepest first, then retry
-            zfs list -H -o name -t filesystem -r "$pool" 2>/dev/null \
+            zt zfs list -H -o name -t filesystem -r "$pool" 2>/dev/null \
                 | awk -F/ '{print NF "\t" $0}' | sort -rn | cut -f2- \
-                | while read -r ds; do zfs unmount -f "$ds" >/dev/null 2>&1 || true; done
+                | while read -r ds; do zt zfs unmount -f "$ds" >/dev/null 2>&1 || true; done
             sleep 0.3
         done
         log "destroyed pool $pool"

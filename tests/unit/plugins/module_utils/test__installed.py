@@ -5,9 +5,10 @@
 
 """Tests of plugins/module_utils/_installed.py.
 
-The ``imgadm list`` heuristic (imgadm-behaviour.md §3.1) and ``vacuum``'s
-iterative plan (§4.3) as parametrize tables; ``InstalledImages`` over a
-scripted ``zfs`` runner.
+The ``imgadm list`` heuristic (imgadm-behaviour.md §3.1), ``not_an_image``
+(the same heuristic for one dataset, before anything is destroyed or
+changed) and ``vacuum``'s iterative plan (§4.3) as parametrize tables;
+``InstalledImages`` over a scripted ``zfs`` runner.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,11 +20,12 @@ from collections import OrderedDict
 import pytest
 
 from ansible_collections.smartos.imgadm.plugins.module_utils._database import ImageDatabase
-from ansible_collections.smartos.imgadm.plugins.module_utils._errors import CommandError
+from ansible_collections.smartos.imgadm.plugins.module_utils._errors import CommandError, PoolNotFoundError
 from ansible_collections.smartos.imgadm.plugins.module_utils._installed import (
     VMADM_FS_NAME_RE,
     VMADM_IMG_NAME_RE,
     InstalledImages,
+    not_an_image,
     parse_image_listing,
     vacuum_plan,
     zone_roots,
@@ -41,16 +43,16 @@ OTHER = '44444444-4444-4444-8444-444444444444'
 # ------------------------------------------------------------------ zone_roots
 
 @pytest.mark.parametrize('output, roots', [
-    ('', set()),
-    ('0:global:running:/::liveimg:shared:0\n', {'/'}),
+    ('', {}),
+    ('0:global:running:/::liveimg:shared:0\n', {'/': 'global'}),
     ('0:global:running:/::liveimg:shared:0\n'
-     '3:%s:running:/zones/%s:%s:joyent-minimal:excl:1\n'
-     '-:%s:installed:/zones/%s:%s:bhyve:excl:2\n' % (VM, VM, VM, VM2, VM2, VM2),
-     {'/', '/zones/' + VM, '/zones/' + VM2}),
+     '3:vm1:running:/zones/%s:%s:joyent-minimal:excl:1\n'
+     '-:%s:installed:/zones/%s:%s:bhyve:excl:2\n' % (VM, VM, VM2, VM2, VM2),
+     {'/': 'global', '/zones/' + VM: 'vm1', '/zones/' + VM2: VM2}),
     # too few fields or an empty zonepath: nothing
-    ('0:global:running\n1:x:installed::uuid:joyent:excl:3\n', set()),
+    ('0:global:running\n1:x:installed::uuid:joyent:excl:3\n', {}),
     # blank lines are harmless
-    ('\n\n-:z:configured:/zones/z:u:joyent:excl:4\n', {'/zones/z'}),
+    ('\n\n-:z:configured:/zones/z:u:joyent:excl:4\n', {'/zones/z': 'z'}),
 ])
 def test_zone_roots(output, roots):
     assert zone_roots(output) == roots
@@ -86,7 +88,7 @@ def row(name, origin='-', mountpoint=None, ignore='-'):
     return (name, origin, mountpoint, ignore)
 
 
-ROOTS = {'/', '/zones/' + VM}
+ROOTS = {'/': 'global', '/zones/' + VM: VM}
 BASE_ROWS = [
     row('zones'),
     row('zones/' + IMG),
@@ -98,13 +100,13 @@ BASE_ROWS = [
     pytest.param(BASE_ROWS, ROOTS, {'zones/' + IMG: []}, id='one-image'),
     pytest.param(BASE_ROWS + [row('zones/' + VM, 'zones/%s@final' % IMG)], ROOTS,
                  {'zones/' + IMG: ['zones/' + VM]}, id='zone-vm-is-a-clone-not-an-image'),
-    pytest.param(BASE_ROWS + [row('zones/' + VM, 'zones/%s@final' % IMG)], set(),
+    pytest.param(BASE_ROWS + [row('zones/' + VM, 'zones/%s@final' % IMG)], {},
                  {'zones/' + IMG: ['zones/' + VM]}, id='clone-of-final-without-own-final-is-no-image'),
-    pytest.param(BASE_ROWS + [row('zones/' + VM, 'zones/%s@final' % IMG), row('zones/%s@final' % VM)], set(),
+    pytest.param(BASE_ROWS + [row('zones/' + VM, 'zones/%s@final' % IMG), row('zones/%s@final' % VM)], {},
                  {'zones/' + IMG: ['zones/' + VM], 'zones/' + VM: []}, id='clone-with-own-final-is-an-image'),
     pytest.param(BASE_ROWS + [row('zones/' + VM, 'zones/%s@final' % IMG), row('zones/%s@final' % VM)], ROOTS,
                  {'zones/' + IMG: ['zones/' + VM]}, id='zone-root-is-never-an-image'),
-    pytest.param(BASE_ROWS + [row('zones/' + VM, 'zones/%s@snap1' % IMG)], set(),
+    pytest.param(BASE_ROWS + [row('zones/' + VM, 'zones/%s@snap1' % IMG)], {},
                  {'zones/' + IMG: ['zones/' + VM], 'zones/' + VM: []}, id='clone-of-other-snapshot-is-an-image'),
     pytest.param(BASE_ROWS + [row('zones/%s-disk0' % VM, 'zones/%s@final' % IMG, '-'),
                               row('zones/%s/disk0' % VM2, 'zones/%s@final' % IMG, '-'),
@@ -125,10 +127,10 @@ BASE_ROWS = [
     pytest.param([row('zones/' + VM.upper()), row('zones/%s@final' % VM.upper())], ROOTS, {}, id='uppercase-uuid'),
     pytest.param([row('zones/sub'), row('zones/sub/' + IMG), row('zones/sub/%s@final' % IMG)], ROOTS, {}, id='nested'),
     pytest.param([row('zones2/' + IMG), row('zones2/%s@final' % IMG),
-                  row('zones2/' + VM, 'zones2/%s@final' % IMG, '/zones2/' + VM)], {'/zones2/' + VM},
+                  row('zones2/' + VM, 'zones2/%s@final' % IMG, '/zones2/' + VM)], {'/zones2/' + VM: VM},
                  {'zones2/' + IMG: ['zones2/' + VM]}, id='digits-in-pool-name'),
     pytest.param([row('zones/' + IMG), row('zones/%s@final' % IMG), row('data/' + OTHER), row('data/%s@final' % OTHER),
-                  row('data/' + VM, 'zones/%s@final' % IMG)], set(),
+                  row('data/' + VM, 'zones/%s@final' % IMG)], {},
                  {'zones/' + IMG: ['data/' + VM], 'data/' + OTHER: []}, id='all-pools-cross-pool-clone'),
 ])
 def test_parse_image_listing(rows, roots, expected):
@@ -141,11 +143,19 @@ def test_parse_image_listing(rows, roots, expected):
 def test_parse_image_listing_keeps_listing_order_and_origin():
     rows = [row('zones/' + INC, 'zones/%s@final' % IMG), row('zones/%s@final' % INC),
             row('zones/' + IMG), row('zones/%s@final' % IMG)]
-    found = parse_image_listing(rows, set())
+    found = parse_image_listing(rows, {})
     assert list(found) == ['zones/' + INC, 'zones/' + IMG]
     assert found['zones/' + INC]['origin'] == 'zones/%s@final' % IMG
     assert found['zones/' + IMG]['origin'] is None
-    assert found['zones/' + INC] == {'pool': 'zones', 'uuid': INC, 'origin': 'zones/%s@final' % IMG, 'clones': []}
+    assert found['zones/' + INC] == {'pool': 'zones', 'uuid': INC, 'origin': 'zones/%s@final' % IMG, 'has_final': True,
+                                     'clones': []}
+
+
+def test_parse_image_listing_has_final():
+    rows = [row('zones/' + IMG), row('zones/%s@final' % IMG), row('zones/' + OTHER), row('zones/%s@snap' % OTHER),
+            row('zones/' + INC), row('zones/%s-partial@final' % INC)]
+    found = parse_image_listing(rows, {})
+    assert [(info['uuid'], info['has_final']) for info in found.values()] == [(IMG, True), (OTHER, False), (INC, False)]
 
 
 @pytest.mark.parametrize('ignore, listed', [
@@ -162,27 +172,115 @@ def test_parse_image_listing_keeps_listing_order_and_origin():
 ])
 def test_parse_image_listing_imgadm_ignore(ignore, listed):
     rows = [row('zones/' + IMG, ignore=ignore), row('zones/%s@final' % IMG)]
-    assert (('zones/' + IMG) in parse_image_listing(rows, set())) is listed
+    assert (('zones/' + IMG) in parse_image_listing(rows, {})) is listed
 
 
 def test_ignored_image_still_counts_as_a_user():
     # an ignored (or non-image) dataset that is a vmadm name still keeps its origin in use
     rows = BASE_ROWS + [row('zones/' + INC, 'zones/%s@final' % IMG, ignore='true'), row('zones/%s@final' % INC)]
-    found = parse_image_listing(rows, set())
+    found = parse_image_listing(rows, {})
     assert list(found) == ['zones/' + IMG]
     assert found['zones/' + IMG]['clones'] == ['zones/' + INC]
 
 
+# ------------------------------------------------------------------ not_an_image
+
+def own(name, origin='-', mountpoint=None, ignore='-', final=True, snapshots=()):
+    """Listing rows of ``name``: itself, its @final (when ``final``) and other ``snapshots``."""
+    rows = [row(name, origin, mountpoint, ignore)]
+    rows += [row('%s@%s' % (name, s)) for s in snapshots]
+    if final:
+        rows.append(row(name + '@final'))
+    return rows
+
+
+NAI_CASES = [
+    # (name, rows, roots, has_record, why-prefix or None for an image)
+    pytest.param('zones/' + IMG, own('zones/' + IMG), {}, True, None, id='image-record-and-final'),
+    pytest.param('zones/' + IMG, own('zones/' + IMG, final=False), {}, True, None, id='record-only'),
+    pytest.param('zones/' + IMG, own('zones/' + IMG), {}, False, None, id='final-only'),
+    pytest.param('zones/' + IMG, own('zones/' + IMG, final=False, snapshots=('s1',)), {}, False,
+                 'it has neither a database record nor an @final snapshot', id='no-record-no-final'),
+    pytest.param('zones/' + IMG, own('zones/' + IMG, final=False), {}, False,
+                 'it has neither a database record nor an @final snapshot', id='stray-zfs-create'),
+    # a VM: its zone root
+    pytest.param('zones/' + VM, own('zones/' + VM, 'zones/%s@final' % IMG), {'/zones/' + VM: 'web01'}, True,
+                 "it is the zone root of zone web01 (zoneadm list), a VM's dataset", id='zone-root'),
+    pytest.param('zones/' + VM, own('zones/' + VM), {'/': 'global', '/zones/' + VM: VM}, True,
+                 'it is the zone root of zone %s' % VM, id='zone-root-even-with-record-and-final'),
+    pytest.param('zones/' + VM, own('zones/' + VM, mountpoint='/other/' + VM), {'/zones/' + VM: VM}, False, None,
+                 id='zonepath-elsewhere-is-no-zone-root'),
+    # a clone of an image's @final without an @final of its own: a VM (or its disk)
+    pytest.param('zones/' + VM, own('zones/' + VM, 'zones/%s@final' % IMG, final=False), {}, True,
+                 "it is a clone of zones/%s@final without an @final snapshot of its own (a VM's dataset)" % IMG,
+                 id='clone-of-final-without-own-final'),
+    pytest.param('zones/' + INC, own('zones/' + INC, 'zones/%s@final' % IMG), {}, True, None,
+                 id='incremental-image-clone-with-own-final'),
+    pytest.param('zones/' + VM, own('zones/' + VM, 'zones/%s@snap1' % IMG, final=False), {}, True, None,
+                 id='clone-of-other-snapshot-with-record'),
+    # imgadm:ignore, the reference's boolFromString: exactly true/yes
+    pytest.param('zones/' + IMG, own('zones/' + IMG, ignore='true'), {}, True, 'it is marked imgadm:ignore=true',
+                 id='ignore-true'),
+    pytest.param('zones/' + IMG, own('zones/' + IMG, ignore='yes'), {}, True, 'it is marked imgadm:ignore=yes',
+                 id='ignore-yes'),
+    pytest.param('zones/' + IMG, own('zones/' + IMG, ignore='TRUE'), {}, True, None, id='ignore-TRUE-is-false'),
+    pytest.param('zones/' + IMG, own('zones/' + IMG, ignore='no'), {}, True, None, id='ignore-no'),
+    pytest.param('zones/' + IMG, own('zones/' + IMG, ignore='-'), {}, True, None, id='ignore-unset'),
+    # a zvol image: mountpoint "-", never a zone root
+    pytest.param('zones/' + IMG, own('zones/' + IMG, mountpoint='-'), {'/': 'global'}, False, None, id='zvol-final'),
+    pytest.param('zones/' + IMG, own('zones/' + IMG, mountpoint='-', final=False), {}, True, None, id='zvol-record'),
+    pytest.param('zones/' + IMG, own('zones/' + IMG, mountpoint='-', final=False), {}, False,
+                 'it has neither a database record nor an @final snapshot', id='zvol-neither'),
+    # names
+    pytest.param('zones/foo', own('zones/foo'), {}, True, 'its name is not POOL/UUID', id='not-a-uuid'),
+    pytest.param('zones/%s-partial' % IMG, own('zones/%s-partial' % IMG), {}, True, 'its name is not POOL/UUID',
+                 id='partial'),
+    pytest.param('zones/%s-disk0' % VM, own('zones/%s-disk0' % VM), {}, True, 'its name is not POOL/UUID',
+                 id='kvm-disk'),
+    pytest.param('zones/sub/' + IMG, own('zones/sub/' + IMG), {}, True, 'its name is not POOL/UUID', id='nested'),
+    pytest.param('zones/' + VM.upper(), own('zones/' + VM.upper()), {}, True, 'its name is not POOL/UUID',
+                 id='uppercase'),
+    pytest.param('zones2/' + IMG, own('zones2/' + IMG), {}, False, None, id='pool-with-digits'),
+    pytest.param('my.pool_x-1/' + IMG, own('my.pool_x-1/' + IMG), {}, False, None, id='pool-with-dot-underscore-dash'),
+    # the listing does not have it (gone meanwhile)
+    pytest.param('zones/' + IMG, [row('zones/%s@final' % IMG)], {}, True, 'it is not listed by zfs', id='not-listed'),
+    # an @final of another dataset does not count
+    pytest.param('zones/' + IMG, own('zones/' + IMG, final=False) + [row('zones/%s@final' % OTHER)], {}, False,
+                 'it has neither a database record nor an @final snapshot', id='others-final'),
+]
+
+
+@pytest.mark.parametrize('name, rows, roots, has_record, why', NAI_CASES)
+def test_not_an_image(name, rows, roots, has_record, why):
+    got = not_an_image(name, rows, roots, has_record)
+    if why is None:
+        assert got is None
+    else:
+        assert got is not None and got.startswith(why), got
+
+
+@pytest.mark.parametrize('name, rows, roots, has_record, why', NAI_CASES)
+def test_not_an_image_agrees_with_the_listing(name, rows, roots, has_record, why):
+    """Whatever ``imgadm list`` lists, ``not_an_image`` accepts (given a record or @final) and the reverse."""
+    if why == 'it is not listed by zfs':
+        return
+    listed = name in parse_image_listing(rows, roots)
+    if why is None:
+        assert listed
+    elif why != 'it has neither a database record nor an @final snapshot':
+        assert not listed
+
+
 # ------------------------------------------------------------------ vacuum_plan
 
-def img(uuid, clones=(), name=None, version=None, pool='zones'):
+def img(uuid, clones=(), name=None, version=None, pool='zones', has_record=True, has_final=True):
     manifest = OrderedDict([('uuid', uuid)])
     if name is not None:
         manifest['name'] = name
     if version is not None:
         manifest['version'] = version
-    return dict(dataset='%s/%s' % (pool, uuid), pool=pool, uuid=uuid, clones=list(clones),
-                record=OrderedDict([('manifest', manifest), ('zpool', pool)]))
+    return dict(dataset='%s/%s' % (pool, uuid), pool=pool, uuid=uuid, clones=list(clones), has_record=has_record,
+                has_final=has_final, record=OrderedDict([('manifest', manifest), ('zpool', pool)]))
 
 
 def chain():
@@ -209,6 +307,15 @@ def chain():
     pytest.param([img(INC2), img(IMG), img(INC)], (), [IMG, INC, INC2], id='independent-sorted-by-dataset'),
     pytest.param([img(IMG, ['zones/' + INC]), img(INC, ['zones/' + INC2]), img(INC2, ['zones/' + VM]), img(OTHER)], (),
                  [OTHER], id='only-the-unused-one'),
+    # never destroyed: what has neither a record nor an @final is not proven to be an image
+    pytest.param([img(IMG, has_record=False, has_final=False)], (), [], id='stray-no-record-no-final'),
+    pytest.param([img(IMG, has_record=True, has_final=False)], (), [IMG], id='record-only'),
+    pytest.param([img(IMG, has_record=False, has_final=True)], (), [IMG], id='final-only'),
+    pytest.param([img(IMG, has_record=False, has_final=False), img(OTHER)], (), [OTHER], id='stray-beside-an-unused'),
+    pytest.param([img(IMG, ['zones/' + INC]), img(INC, has_record=False, has_final=False)], (), [],
+                 id='stray-clone-keeps-its-origin'),
+    pytest.param([img(IMG, ['zones/' + INC]), img(INC, ['zones/' + INC2]), img(INC2, has_record=False, has_final=False)],
+                 (), [], id='stray-top-keeps-the-chain'),
 ])
 def test_vacuum_plan(images, keep, expected):
     assert [i['uuid'] for i in vacuum_plan(images, keep)] == expected
@@ -240,7 +347,7 @@ class FakeRunCommand:
 
 
 def installed(tmp_path, answers, zoneadm=(0, '0:global:running:/::liveimg:shared:0\n', '')):
-    runner = ZfsRunner(run_command=FakeRunCommand(answers), zfs_bin='zfs', zpool_bin='zpool')
+    runner = ZfsRunner(run_command=FakeRunCommand(answers), zfs_bin='zfs')
     return InstalledImages(CliBackend(runner), ImageDatabase(str(tmp_path)), run_zoneadm=lambda: zoneadm), runner
 
 
@@ -290,3 +397,67 @@ def test_installed_get_and_is_installed(tmp_path):
     rec = inst.get('zones', IMG, children=True)
     assert list(rec) == ['manifest', 'zpool', 'source', 'children']
     assert rec['children'] == {'snapshots': ['zones/%s@final' % IMG], 'clones': ['zones/' + VM]}
+
+
+# ------------------------------------------------------------------ InstalledImages.examine
+
+def examiner(tmp_path, answers, zoneadm_output):
+    zoneadm_calls = []
+
+    def run_zoneadm():
+        zoneadm_calls.append(1)
+        return 0, zoneadm_output, ''
+
+    runner = ZfsRunner(run_command=FakeRunCommand(answers), zfs_bin='zfs')
+    return InstalledImages(CliBackend(runner), ImageDatabase(str(tmp_path)), run_zoneadm=run_zoneadm), runner, zoneadm_calls
+
+
+def test_examine_says_what_each_dataset_is(tmp_path):
+    ImageDatabase(str(tmp_path)).write('zones', VM, OrderedDict([('uuid', VM), ('name', 'vm-record')]))
+    present = ['zones/' + IMG, 'zones/' + VM, 'zones/' + INC]
+    listing = '\n'.join('\t'.join(r) for r in [
+        row('zones/' + IMG), row('zones/%s@final' % IMG),
+        row('zones/' + VM, 'zones/%s@final' % IMG), row('zones/%s@final' % VM),  # a VM with a record and an @final
+        row('zones/' + INC), row('zones/%s@s1' % INC),  # a stray dataset with a snapshot, no record, no @final
+        row('zones/%s/child' % INC),  # -d 1 also lists children: not the dataset's own rows
+    ]) + '\n'
+    answers = [
+        ('list -H -o name zones ', (1, 'zones\n' + '\n'.join(present) + '\n',
+                                    "cannot open 'zones/%s': dataset does not exist\n" % OTHER)),
+        ('list -H -t filesystem,volume,snapshot', (0, listing, '')),
+    ]
+    inst, runner, zoneadm_calls = examiner(tmp_path, answers, '1:web01:running:/zones/%s:%s:joyent:excl:1\n' % (VM, VM))
+    result = inst.examine('zones', [IMG, VM, OTHER, INC])
+    assert result == {
+        IMG: 'image',
+        VM: "it is the zone root of zone web01 (zoneadm list), a VM's dataset",
+        OTHER: None,
+        INC: 'it has neither a database record nor an @final snapshot',
+    }
+    assert runner.run_command.calls == [
+        # the pool too, in the same question
+        ['zfs', 'list', '-H', '-o', 'name', 'zones', 'zones/' + IMG, 'zones/' + VM, 'zones/' + OTHER, 'zones/' + INC],
+        ['zfs', 'list', '-H', '-t', 'filesystem,volume,snapshot', '-o', 'name,origin,mountpoint,imgadm:ignore', '-d', '1']
+        + present,
+    ]
+    assert zoneadm_calls == [1]
+
+
+def test_examine_with_nothing_there_asks_only_once(tmp_path):
+    answers = [('list -H -o name zones', (1, 'zones\n', "cannot open 'zones/%s': dataset does not exist\n" % IMG))]
+    inst, runner, zoneadm_calls = examiner(tmp_path, answers, '')
+    assert inst.examine('zones', [IMG]) == {IMG: None}
+    assert inst.examine('zones', []) == {}
+    assert [c[5:] for c in runner.run_command.calls] == [['zones', 'zones/' + IMG], ['zones']]
+    assert zoneadm_calls == []
+
+
+@pytest.mark.parametrize('uuids', [[], [IMG]])
+def test_examine_without_the_pool_is_pool_not_found(tmp_path, uuids):
+    answers = [('list -H -o name nopool', (1, '', "cannot open 'nopool': dataset does not exist\n"))]
+    inst, runner, zoneadm_calls = examiner(tmp_path, answers, '')
+    with pytest.raises(PoolNotFoundError) as exc:
+        inst.examine('nopool', uuids)
+    assert exc.value.code == 'PoolNotFound' and exc.value.details == {'pool': 'nopool'}
+    assert str(exc.value).startswith('pool "nopool" does not exist')
+    assert len(runner.run_command.calls) == 1 and zoneadm_calls == []

@@ -102,10 +102,9 @@ def test_sample_manifest_file_helpers(name, kind):
     info = M.file_info(manifest)
     if 'files' in manifest:
         assert info is manifest['files'][0]
-        assert M.compression_of(manifest) in ('gzip', 'bzip2', 'xz', 'none')
+        assert info['compression'] in ('gzip', 'bzip2', 'xz', 'none')
     else:
         assert info is None
-        assert M.compression_of(manifest) is None
 
 
 def test_sample_with_uppercase_uuid_is_rejected():
@@ -579,20 +578,10 @@ def test_published_at_key_orders_with_and_without_milliseconds():
     assert sorted([b, never, a], key=M.published_at_key) == [never, a, b]
 
 
-def test_select_newest():
-    samples = [load(name) for name, kind in SAMPLES if kind == 'v2']
-    newest = M.select_newest(samples)
-    assert newest['uuid'] == '4a3db8cb-0e94-ae23-588c-ee7934088927'  # 2019-03-23, the docker layer
-    assert M.select_newest([]) is None
-    first = make(name='first', published_at='2018-01-01T00:00:00Z')
-    second = make(name='second', published_at='2018-01-01T00:00:00.000Z')
-    assert M.select_newest([first, second])['name'] == 'second'
-
-
-def test_file_info_and_compression():
+def test_file_info():
     assert M.file_info(make(files=[])) is None
     assert M.file_info(make(files='x')) is None
-    assert M.compression_of(make(files=[{'sha1': 'a', 'size': 1, 'compression': 'xz'}])) == 'xz'
+    assert M.file_info(make(files=[{'sha1': 'a', 'size': 1, 'compression': 'xz'}]))['compression'] == 'xz'
 
 
 # ---- the schema document

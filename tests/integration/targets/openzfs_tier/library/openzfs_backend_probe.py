@@ -7,13 +7,16 @@
 """Test-only module of the openzfs_tier target: drive the collection's ZFS layer on the node.
 
 For each backend asked for (``cli``, ``libzfs_core``, ``auto``) it runs the same
-sequence of backend calls under ``root`` (create, snapshot, exists, clone, holds,
-rename, list, dependent clones, destroy, a missing snapshot) and returns, per
-backend: the backend ``get_backend`` chose, the results of the calls with the
-backend's own name replaced by ``X`` (so that the backends can be compared), the
-``libzfs_core`` functions it called and the ``zfs`` subcommands it ran.
-It runs through AnsiballZ like the collection's modules, so over SSH it checks the
-collection's module_utils on the managed node's Python.
+sequence under ``root``: datasets, snapshots and a clone are made with the ``zfs``
+command (the backends have no calls for that), then every backend call is used
+(exists, which_exist, get_properties, list_snapshots, dependent_clones, unmount,
+mount, rename of a snapshot and of a filesystem, destroy of a snapshot, of a
+missing snapshot and of a tree, receive_argv). It returns, per backend: the
+backend ``get_backend`` chose, the results with the backend's own name replaced
+by ``X`` (so that the backends can be compared), the ``libzfs_core`` functions it
+called and how often it ran each ``zfs`` subcommand. It runs through AnsiballZ like the
+collection's modules, so over SSH it checks the collection's module_utils on the
+managed node's Python.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -53,23 +56,26 @@ def _sequence(backend, runner, root, tag):
     fs = base + '-fs'
     clone = base + '-clone'
     res = {}
-    backend.create(fs)
+    runner.zfs('create', fs)
     res['created'] = backend.exists(fs)
-    backend.snapshot(fs + '@a')
+    runner.zfs('snapshot', fs + '@a')
     res['snap_exists'] = backend.exists(fs + '@a')
     res['snap_missing_exists'] = backend.exists(fs + '@nope')
-    backend.clone(fs + '@a', clone)
+    res['which_exist'] = sorted(backend.which_exist([fs, fs + '@a', fs + '@nope', base + '-nope']))
+    runner.zfs('clone', fs + '@a', clone)
     res['clone_props'] = backend.get_properties(clone, ('type', 'mounted', 'origin'))[clone]
     res['dependent_clones'] = backend.dependent_clones(fs)
-    res['holds_none'] = backend.get_holds(fs + '@a')
-    runner.zfs('hold', 'openzfs-tier', fs + '@a')
-    res['holds_one'] = backend.get_holds(fs + '@a')
-    runner.zfs('release', 'openzfs-tier', fs + '@a')
-    backend.snapshot(fs + '@b')
+    res['unmounted'] = backend.unmount(clone)
+    res['unmounted_again'] = backend.unmount(clone)
+    res['mounted'] = backend.mount(clone)
+    res['mounted_again'] = backend.mount(clone)
+    runner.zfs('snapshot', fs + '@b')
     backend.rename(fs + '@b', fs + '@c')
     res['snapshots'] = backend.list_snapshots(fs)
     res['guid_is_number'] = backend.get_properties(fs + '@a', ('guid',))[fs + '@a']['guid'].isdigit()
-    backend.destroy(clone, recursive=True)
+    backend.rename(clone, clone + '2')
+    res['renamed_clone_props'] = backend.get_properties(clone + '2', ('type', 'mounted', 'origin'))[clone + '2']
+    backend.destroy(clone + '2', recursive=True)
     backend.destroy(fs + '@c')
     res['snapshots_after_destroy'] = backend.list_snapshots(fs)
     try:
@@ -79,6 +85,7 @@ def _sequence(backend, runner, root, tag):
         res['destroy_missing'] = type(exc).__name__
     backend.destroy(fs, recursive=True)
     res['gone'] = not backend.exists(fs)
+    res['receive_argv'] = backend.receive_argv(base + '-rx')[1:]
     return res
 
 
@@ -104,13 +111,12 @@ def main():
     for prefer in module.params['backends']:
         subcommands = []
 
-        def run_command(args, **kwargs):
+        def run_command(args, subcommands=subcommands, **kwargs):
             if len(args) > 1:
                 subcommands.append(args[1])
             return module.run_command(args, **kwargs)
 
-        runner = ZfsRunner.for_module(module)
-        runner.run_command = run_command
+        runner = ZfsRunner(run_command)
         lzc_calls = set()
         entry = {}
         try:
@@ -123,7 +129,7 @@ def main():
         except Exception as exc:  # pylint: disable=broad-except
             module.fail_json(msg='backend %s: %s' % (prefer, exc), exception=traceback.format_exc(), backends=results)
         entry['lzc_calls'] = sorted(lzc_calls)
-        entry['zfs_subcommands'] = sorted(set(subcommands))
+        entry['zfs_calls'] = dict((sub, subcommands.count(sub)) for sub in sorted(set(subcommands)))
         results[prefer] = entry
     module.exit_json(changed=True, backends=results)
 
