@@ -27,9 +27,9 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._locks import Image
 
 def absent(run):
     p = run.params
-    run.require_pool()
     uuids = run.uuids()
     if p.get('name'):
+        run.require_pool()
         uuids.extend(img['uuid'] for img in run.installed_by_name(p['name'], p.get('version')) if img['uuid'] not in uuids)
     present = run.require_images(uuids)
     records = dict((u, run.installed.get(run.pool, u)) for u in present)

@@ -67,7 +67,7 @@ def check_options(params):
     if (params.get('manifest') is None) != (not params.get('file')):
         missing = 'file' if params.get('manifest') is not None else 'manifest'
         raise UsageError('manifest and file go together: %s is missing' % missing, field=missing)
-    selectors = [o for o in ('uuid', 'uuids', 'name', 'manifest') if params.get(o)]
+    selectors = [o for o in ('uuid', 'uuids', 'name') if params.get(o)] + (['manifest'] if params.get('manifest') is not None else [])
     if len(selectors) > 1:
         raise UsageError('%s are mutually exclusive' % ' and '.join(selectors), field=selectors[1])
     if state == 'present' and not selectors:

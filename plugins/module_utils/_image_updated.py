@@ -26,8 +26,8 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import fi
 
 def updated(run):
     p = run.params
-    run.require_pool()
     uuids = run.uuids()
+    run.require_pool()
     if p.get('name'):
         uuids.extend(img['uuid'] for img in run.installed_by_name(p['name'], p.get('version')) if img['uuid'] not in uuids)
         if not uuids:

@@ -434,19 +434,33 @@ def stream_into_zfs(chunks, receive_argv, decompressor_argv=None, want_md5=False
 def _pump(chunks, stats, sha1, md5, sink, dec, recv, procs, drains, receive_argv, decompressor_argv, label, timeout, t0):
     q = queue.Queue(maxsize=QUEUE_CHUNKS)
     state = {'sink_error': None, 'stop': False}
+    exited = [threading.Event() for dummy in procs]  # set by a waiter thread per child
+
+    def waiter(i):
+        try:
+            procs[i].wait()
+        except OSError:
+            pass
+        exited[i].set()
+    for i in range(len(procs)):
+        t = threading.Thread(target=waiter, args=(i,))
+        t.daemon = True
+        t.start()
     failures = []  # what broke the source side (a download cut off...) or a stall
 
     def sink_broke(e):
         state['sink_error'] = e
-        # the decompressor rejected the bytes (exit > 0): keep hashing to name the checksum;
-        # the receive died (the decompressor then dies of SIGPIPE, or there is none): stop now
-        rc = None
-        if dec is not None:
-            try:
-                rc = dec.wait(2)
-            except subprocess.TimeoutExpired:
-                rc = None
-        if rc is None or rc <= 0:
+        # The decompressor rejected the bytes (it exited > 0 on its own): keep hashing, to name
+        # the checksum as the cause. The receive died (then the decompressor died of SIGPIPE, or
+        # exited saying "Broken pipe" as gzip does, or there is none): stop the download now.
+        # The exit status alone does not tell (gzip -q exits 2, silently, on a broken pipe; bzip2 exits 2
+        # on bad data; xz and bzip2 die of SIGPIPE): a decompressor that rejected its input exits > 0
+        # and says why on stderr, even with -q.
+        rejected = False
+        if dec is not None and exited[0].wait(2) and dec.returncode > 0:
+            drains[0].join(1)
+            rejected = bool(drains[0].text())
+        if not rejected:
             state['stop'] = True
 
     def writer():

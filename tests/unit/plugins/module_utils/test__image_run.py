@@ -147,17 +147,12 @@ def test_check_options(state, given, field):
     assert exc.value.fail_kwargs()['field'] == field
 
 
-@pytest.mark.parametrize('given', [
-    pytest.param(dict(manifest={}, file='/f'), id='empty-manifest-with-file'),
-    pytest.param(dict(manifest={}, uuids=[U1]), id='empty-manifest-with-uuids'),
-])
-@pytest.mark.xfail(strict=True, reason='BUG _image_run.py:71: the selectors are counted by truthiness, so manifest: {} is '
-                                       'not a selector although "manifest is not None" makes it one everywhere else')
-def test_an_empty_manifest_dict_is_still_a_selector(given):
-    # {} with file is refused as "present needs a selector" (field uuid); {} with uuids is not refused at all
-    # (and then install_from_file runs, ignoring uuids). Either way the field should be manifest.
+def test_an_empty_manifest_dict_is_still_a_selector():
+    # manifest is given when it is not None: {} with file is an install (the manifest itself is then invalid),
+    # {} with uuids is two selectors
+    check_options(params('present', manifest={}, file='/f'))
     with pytest.raises(UsageError) as exc:
-        check_options(params('present', **given))
+        check_options(params('present', manifest={}, file='/f', uuids=[U1]))
     assert exc.value.details['field'] == 'manifest'
 
 

@@ -160,8 +160,8 @@ def test_strict_sources_fails_at_the_first_failing_source(tmp_path, servers):
 def test_newest_by_published_at_across_sources(tmp_path, servers):
     a = servers(manifest(1, version='1.0', published='2024-01-01'), manifest(3, version='3.0', published='2024-02-01'),
                 manifest(5, name='other', published='2025-01-01'))
-    b = servers(manifest(2, version='2.0', published='2024-03-01'), manifest(4, version='4.0', published='2025-06-01',
-                                                                              state='disabled'))
+    b = servers(manifest(2, version='2.0', published='2024-03-01'),
+                manifest(4, version='4.0', published='2025-06-01', state='disabled'))
     srcs, result = sources_for(tmp_path, [a.url, b.url])
     m, source = srcs.newest('base')
     # the newest published, not the highest version nor the first source; the disabled one does not count

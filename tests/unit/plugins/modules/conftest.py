@@ -82,7 +82,7 @@ def ping_server():
     """A minimal IMGAPI that answers /ping on 127.0.0.1; yields its URL and the paths it saw."""
     server = ThreadingHTTPServer(('127.0.0.1', 0), _PingHandler)
     server.seen = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)  # quick shutdown
     thread.start()
     try:
         yield 'http://127.0.0.1:%d' % server.server_address[1], server.seen

@@ -208,12 +208,8 @@ def manifest_for(uuid=BASE, **more):
     (dict(uuid=BASE, pool='zones/sub'), 'Usage', 'pool'),
     (dict(uuid='NOT-A-UUID'), 'InvalidUUID', 'uuid'),
     (dict(uuids=[BASE, BASE.upper()]), 'InvalidUUID', 'uuids'),
-    pytest.param(dict(state='absent', uuids=[BASE, 'nope']), 'InvalidUUID', 'uuids', marks=pytest.mark.xfail(
-        strict=True, reason='minor, _image_absent.py:176-177 and _image_updated.py:264-265: the pool is checked (a zfs '
-                            'call) before the uuids are validated'), id='absent-bad-uuids'),
-    pytest.param(dict(state='updated', uuid='nope'), 'InvalidUUID', 'uuid', marks=pytest.mark.xfail(
-        strict=True, reason='minor, _image_updated.py:264-265: the pool is checked (a zfs call) before the uuid is '
-                            'validated'), id='updated-bad-uuid'),
+    pytest.param(dict(state='absent', uuids=[BASE, 'nope']), 'InvalidUUID', 'uuids', id='absent-bad-uuids'),
+    pytest.param(dict(state='updated', uuid='nope'), 'InvalidUUID', 'uuid', id='updated-bad-uuid'),
     (dict(manifest='/nonexistent/m.json', file='/nonexistent/f'), 'Usage', 'manifest'),
     (dict(manifest=42, file='/nonexistent/f'), 'Usage', 'manifest'),
     (dict(manifest=manifest_for(), file='/nonexistent/f'), 'Usage', 'file'),

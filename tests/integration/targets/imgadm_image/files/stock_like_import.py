@@ -73,6 +73,22 @@ def zfs(args, check=True):
     return p
 
 
+def zfs_busy_retry(args, check=True, tries=50, delay=0.2):
+    """`zfs ARGS`, again while zfs-fuse says "dataset is busy" (a receive or mount change of
+    another process on the pool at that moment); the stock imgadm on SmartOS does not
+    need this, and it changes nothing about the locks."""
+    for dummy in range(tries - 1):
+        p = zfs(args, check=False)
+        if p.returncode == 0 or b'busy' not in p.stderr:
+            break
+        time.sleep(delay)
+    else:
+        p = zfs(args, check=False)
+    if check and p.returncode != 0:
+        raise RuntimeError('zfs %s: %s' % (' '.join(args), p.stderr.decode('utf-8', 'replace').strip()))
+    return p
+
+
 def exists(name):
     return zfs(['list', '-H', '-o', 'name', name], check=False).returncode == 0
 
@@ -149,8 +165,8 @@ def wait_waiter(paths, seconds):
 
 def destroy(name):
     if exists(name):
-        zfs(['unmount', name], check=False)
-        zfs(['destroy', '-r', name], check=False)
+        zfs_busy_retry(['unmount', name], check=False)
+        zfs_busy_retry(['destroy', '-r', name], check=False)
 
 
 def download(base, uuid, manifest, tmpdir):
@@ -209,9 +225,10 @@ def install(pool, uuid, manifest, path):
         raise RuntimeError('UnexpectedNumberOfSnapshots: %s' % snaps)
     if snaps[0] != partial + '@final':
         zfs(['rename', '-r', snaps[0], partial + '@final'])
-    zfs(['unmount', partial], check=False)
-    zfs(['rename', partial, '%s/%s' % (pool, uuid)])
-    zfs(['mount', '%s/%s' % (pool, uuid)], check=False)
+    # zfs-fuse cannot rename a mounted filesystem (and has no receive -u)
+    zfs_busy_retry(['unmount', partial], check=False)
+    zfs_busy_retry(['rename', partial, '%s/%s' % (pool, uuid)])
+    zfs_busy_retry(['mount', '%s/%s' % (pool, uuid)], check=False)
 
 
 def main():

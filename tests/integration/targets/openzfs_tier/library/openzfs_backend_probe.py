@@ -6,8 +6,8 @@
 
 """Test-only module of the openzfs_tier target: drive the collection's ZFS layer on the node.
 
-For each backend asked for (``cli``, ``libzfs_core``, ``auto``) it runs the same
-sequence under ``root``: datasets, snapshots and a clone are made with the ``zfs``
+It creates ``root`` if needed (the caller destroys it). For each backend asked for
+(``cli``, ``libzfs_core``, ``auto``) it runs the same sequence under ``root``: datasets, snapshots and a clone are made with the ``zfs``
 command (the backends have no calls for that), then every backend call is used
 (exists, which_exist, get_properties, list_snapshots, dependent_clones, unmount,
 mount, rename of a snapshot and of a filesystem, destroy of a snapshot, of a
@@ -89,6 +89,15 @@ def _sequence(backend, runner, root, tag):
     return res
 
 
+def _recording(run_command, subcommands):
+    """``run_command`` that also appends each ``zfs`` subcommand to ``subcommands``."""
+    def run(args, **kwargs):
+        if len(args) > 1:
+            subcommands.append(args[1])
+        return run_command(args, **kwargs)
+    return run
+
+
 def _normalise(value, tag):
     if isinstance(value, dict):
         return dict((k, _normalise(v, tag)) for k, v in value.items())
@@ -108,15 +117,10 @@ def main():
         supports_check_mode=False,
     )
     results = {}
+    ZfsRunner(module.run_command).zfs('create', '-p', module.params['root'])
     for prefer in module.params['backends']:
         subcommands = []
-
-        def run_command(args, subcommands=subcommands, **kwargs):
-            if len(args) > 1:
-                subcommands.append(args[1])
-            return module.run_command(args, **kwargs)
-
-        runner = ZfsRunner(run_command)
+        runner = ZfsRunner(_recording(module.run_command, subcommands))
         lzc_calls = set()
         entry = {}
         try:
