@@ -2,17 +2,20 @@
 # `make demo`: a local zfs-fuse pool and our local image server (tests/world), seeded
 # with a few real images built on that pool, and a real playbook (demo/site.yml)
 # run against this host with the collection staged for Ansible.
+# Deadlines: seeding and the playbook get IMGADM_DEMO_TIMEOUT seconds each (900); the world's
+# setup has its own (tests/world/zpool.sh).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 export IMGADM_BUILD_ROOT=${IMGADM_BUILD_ROOT:-/var/tmp/smartos-imgadm-build}
 export IMGADM_WORLD_DIR=${IMGADM_WORLD_DIR:-/var/tmp/smartos-imgadm-world}
+limit=${IMGADM_DEMO_TIMEOUT:-900}
 bash "$top/tests/world/world.sh" up
 # shellcheck disable=SC1091
 . "$IMGADM_WORLD_DIR/world.env"
 : "${IMGADM_BUILD_POOL:?}" "${IMGADM_SERVER_DATA:?}" "${IMGADM_TEST_URL:?}" "${IMGADM_FAKES_BIN:?}" "${SMARTOS_FAKE_STATE:?}"
 bash "$top/tests/bin/stage.sh" >/dev/null
 
-"$top/.venv/bin/python" "$top/tests/world/seed_demo.py" --pool "$IMGADM_BUILD_POOL" --server-data "$IMGADM_SERVER_DATA"
+timeout --kill-after=30 "$limit" "$top/.venv/bin/python" "$top/tests/world/seed_demo.py" --pool "$IMGADM_BUILD_POOL" --server-data "$IMGADM_SERVER_DATA"
 
 state="$top/demo/.state"
 mkdir -p "$state"
@@ -30,7 +33,8 @@ INV
 export ANSIBLE_COLLECTIONS_PATH="$IMGADM_BUILD_ROOT"
 export ANSIBLE_STDOUT_CALLBACK=default
 export ANSIBLE_NOCOLOR=1
-"$top/.venv/bin/ansible-playbook" -i "$state/inventory.ini" "$top/demo/site.yml" "$@"
+# --foreground: the playbook keeps the terminal (Ctrl-C reaches it); at the deadline it gets TERM, then KILL
+timeout --foreground --kill-after=30 "$limit" "$top/.venv/bin/ansible-playbook" -i "$state/inventory.ini" "$top/demo/site.yml" "$@"
 echo
 echo "demo: imgadm.conf written by the playbook ($state/var-imgadm/imgadm.conf):"
 cat "$state/var-imgadm/imgadm.conf"; echo

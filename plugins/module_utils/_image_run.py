@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
 import threading
 from collections import OrderedDict
 
@@ -32,7 +33,7 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
 from ansible_collections.smartos.imgadm.plugins.module_utils._image_sources import ImageSources
 from ansible_collections.smartos.imgadm.plugins.module_utils._importer import ZfsInstaller
 from ansible_collections.smartos.imgadm.plugins.module_utils._installed import InstalledImages
-from ansible_collections.smartos.imgadm.plugins.module_utils._locks import MountGate
+from ansible_collections.smartos.imgadm.plugins.module_utils._locks import DEFAULT_LOCK_DIR, MountGate
 from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import check_platform, validate_uuid
 from ansible_collections.smartos.imgadm.plugins.module_utils._zfs import ZfsRunner, get_backend
 
@@ -89,7 +90,8 @@ class ImageRun(object):
         self.check_mode = module.check_mode
         self.run_command = CommandRunner(module, p['command_timeout'])
         runner = ZfsRunner(self.run_command, zfs_bin=find_binary(module, p['zfs_path'], 'zfs'))
-        gate = MountGate(p['lock_dir'], timeout=p['command_timeout'])
+        # one gate per host, like the ZFS daemon it protects, whatever lock_dir this task uses
+        gate = MountGate(DEFAULT_LOCK_DIR if os.access(DEFAULT_LOCK_DIR, os.W_OK) else p['lock_dir'], timeout=p['command_timeout'])
         self.backend = get_backend(runner, prefer=p['zfs_backend'], mount_gate=gate)
         self.db = ImageDatabase(p['imgadm_dir'])
         self.installed = InstalledImages(self.backend, self.db, run_zoneadm=self._run_zoneadm)
@@ -97,7 +99,9 @@ class ImageRun(object):
         self._lock = threading.Lock()
         self._decompressors = {}
         self._sysinfo = None
-        result.data.update(imported=[], imported_by_others=[], deleted=[], updated=[], zfs_backend=self.backend.name)
+        for key in ('imported', 'imported_by_others', 'deleted', 'updated'):
+            result.data.setdefault(key, [])
+        result.data['zfs_backend'] = self.backend.name
 
     # ---- selectors
 

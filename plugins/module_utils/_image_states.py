@@ -35,6 +35,7 @@ STATES = {
 
 def run_images(module, result):
     """The module's one call: check the options, then run the state."""
+    result.data.update(imported=[], imported_by_others=[], deleted=[], updated=[])
     check_options(module.params)
     STATES[module.params['state']](ImageRun(module, result))
 

@@ -52,6 +52,8 @@ def vacuumed(run):
     finally:
         run.result.set_diff(lines(before), lines(sorted(line(img) for img in images if img['uuid'] not in gone)))
         run.result.data['kept'] = [img['uuid'] for img in images if img['uuid'] not in gone]
+    run.result.data['images'] = []
+    run.result.data['image'] = None
 
 
 __all__ = ('vacuumed',)

@@ -262,7 +262,7 @@ class ZfsInstaller(object):
             # stream
             try:
                 stats = stream_into_zfs(chunks, recv_argv, dec_argv, want_md5=bool(expected_md5 and not expected_sha1),
-                                        label=label, timeout=self.timeout, gate=self.backend.receiving)
+                                        label=label, timeout=self.timeout, gate=lambda: self.backend.receiving(partial))
             except (UncompressionError, ZfsError) as e:
                 # wrong bytes make the decompressor or the receive fail: report the checksum, which is the cause
                 partial_stats = getattr(e, 'partial_stats', None)

@@ -269,10 +269,11 @@ class MountGate(object):
     receives (a turnstile), so it cannot starve. Where the receive can be
     left unmounted the caller does not use the gate and keeps full concurrency.
 
-    ``flock(2)`` on two files in ``lock_dir``: flock locks belong to the open
-    file, so threads of one process exclude each other like processes do.
-    The exclusive side is re-entrant within a thread. ``timeout`` bounds
-    every wait (``LockError``).
+    ``flock(2)`` on two files in ``lock_dir`` (the caller passes one
+    directory per host: the ZFS daemon is one per host). flock locks belong
+    to the open file, so threads of one process exclude each other like
+    processes do. The exclusive side is re-entrant within a thread.
+    ``timeout`` bounds every wait (``LockError``).
     """
 
     NAME = 'smartos-imgadm.zfs-mounts.lock'

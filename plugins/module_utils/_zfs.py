@@ -43,8 +43,10 @@ __metaclass__ = type
 import contextlib
 import errno
 import importlib
+import os
 import re
 import shlex
+import threading
 import time
 import traceback
 
@@ -291,9 +293,43 @@ class CliBackend(ZfsBackend):
         """Context around a mount, unmount, or a rename or destroy of filesystems."""
         return self.mount_gate.exclusive() if self._gated() else contextlib.nullcontext()
 
-    def receiving(self):
-        """Context around a running ``zfs receive`` (see ``mount_changes``)."""
-        return self.mount_gate.shared() if self._gated() else contextlib.nullcontext()
+    @contextlib.contextmanager
+    def receiving(self, target):
+        """Context around a running ``zfs receive`` into ``target`` (see ``mount_changes``).
+
+        Where the receive mounts what it received, the gate is held until that
+        new mount answers (``_settle``): the mount call returns before the ZFS
+        daemon has set up the new mount, and a mount change meanwhile is what
+        wedges it.
+        """
+        if not self._gated():
+            yield
+            return
+        with self.mount_gate.shared():
+            yield
+            self._settle(target)
+
+    def _settle(self, name):
+        """Wait (at most the gate's timeout) until the mount of filesystem ``name``, if mounted, answers a stat."""
+        props = self.get_properties([name], ['mounted', 'mountpoint']).get(name, {})
+        path = props.get('mountpoint')
+        if props.get('mounted') != 'yes' or not path or not path.startswith('/'):
+            return
+        done = threading.Event()
+
+        def probe():
+            try:
+                os.stat(path)
+            except OSError:
+                pass
+            done.set()
+        thread = threading.Thread(target=probe)
+        thread.daemon = True
+        thread.start()
+        timeout = self.mount_gate.timeout
+        if not done.wait(timeout):
+            raise ZfsError('the new mount of %s at %s did not answer within %s s (command_timeout): the ZFS daemon may be wedged'
+                           % (name, path, timeout), cmd=['stat', path])
 
     # -- read calls ---------------------------------------------------------
 
@@ -391,6 +427,8 @@ class CliBackend(ZfsBackend):
         try:
             with self.mount_changes():
                 self.runner.zfs('mount', name)
+                if self._gated():
+                    self._settle(name)
         except ZfsError as exc:
             if _ALREADY_MOUNTED_RE.search(exc.stderr or ''):
                 return False

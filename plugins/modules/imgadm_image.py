@@ -139,7 +139,8 @@ options:
         order), and of the installed origins it builds on; a delete or vacuum holds the lock of the image it
         destroys.
       - Where C(zfs receive) cannot leave what it received unmounted, the file C(smartos-imgadm.zfs-mounts.lock)
-        here also keeps receives and mount changes of this collection apart.
+        keeps receives and mount changes of this collection apart. It is in C(/var/run) whatever this option
+        says (one per host, like the ZFS daemon), and here only when C(/var/run) cannot be written.
     type: path
     default: /var/run
   zfs_backend:
@@ -214,7 +215,8 @@ image:
     zpool: zones
     source: https://images.smartos.org
 images:
-  description: The image records (as in RV(image)) of every image the task is about that is installed (or will be, in check mode).
+  description: The image records (as in RV(image)) of every image the task is about that is installed (or will be, in
+    check mode); empty with O(state=absent) and O(state=vacuumed).
   returned: success
   type: list
   elements: dict
@@ -313,7 +315,7 @@ kept:
   elements: str
 zfs_backend:
   description: How the module talked to ZFS, V(libzfs_core) (pyzfs) or V(cli) (see O(zfs_backend)).
-  returned: always
+  returned: success
   type: str
   sample: cli
 actions:

@@ -9,15 +9,28 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top" || exit 1
 limit=${IMGADM_BOOTSTRAP_TIMEOUT:-600}
-deadline() {    # WHAT CMD...
+# deadline WHAT CMD...: timeout(1) runs CMD in a process group of its own, killed whole at the
+# limit; a Ctrl-C or TERM of this script is passed on to it
+deadline_pid=""
+deadline() {
     local what=$1 rc=0
     shift
-    timeout --kill-after=30 "$limit" "$@" || rc=$?
+    timeout --kill-after=30 "$limit" "$@" &
+    deadline_pid=$!
+    wait "$deadline_pid" || rc=$?
+    deadline_pid=""
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
         echo "bootstrap: TIMEOUT: $what ran over its ${limit} s limit (IMGADM_BOOTSTRAP_TIMEOUT) and was killed" >&2
     fi
     return "$rc"
 }
+# shellcheck disable=SC2317  # called by the trap
+interrupted() {
+    if [ -n "$deadline_pid" ]; then kill -TERM "$deadline_pid" 2>/dev/null; wait "$deadline_pid" || true; fi
+    echo "bootstrap: interrupted" >&2
+    exit 130
+}
+trap interrupted INT TERM
 
 need_pkgs=()
 command -v zfs >/dev/null 2>&1 || need_pkgs+=(zfs-fuse)

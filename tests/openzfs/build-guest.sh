@@ -50,18 +50,30 @@ out="$cache/guest-$stamp"
 
 log() { echo "build-guest: $*" >&2; }
 die() { log "$*"; exit 1; }
-# deadline SECONDS WHAT CMD...: CMD with a time limit (its process group is killed after it,
-# KILLed 30 s later); exit 124 after a "WHAT ran over" message
+# deadline SECONDS WHAT CMD...: CMD with a time limit. timeout(1) runs it in a process group
+# of its own and kills that whole group at the limit (KILL 30 s later); a Ctrl-C or TERM of
+# this script is passed on to it. Returns CMD's status, or 124 after a "WHAT ran over" message.
+deadline_pid=""
 deadline() {
     local secs=$1 what=$2 rc=0
     shift 2
-    timeout --kill-after=30 "$secs" "$@" || rc=$?
+    timeout --kill-after=30 "$secs" "$@" &
+    deadline_pid=$!
+    wait "$deadline_pid" || rc=$?
+    deadline_pid=""
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
         log "TIMEOUT: $what ran over its ${secs} s limit and was killed"
         return 124
     fi
     return "$rc"
 }
+# shellcheck disable=SC2317  # called by the traps
+interrupted() {
+    if [ -n "$deadline_pid" ]; then kill -TERM "$deadline_pid" 2>/dev/null; wait "$deadline_pid" || true; fi
+    log "interrupted"
+    exit 130
+}
+trap interrupted INT TERM
 
 force=0
 resume=0

@@ -78,8 +78,10 @@ t=$(now)
 echo "openzfs: === ansible-test integration $* (backends: $backends; limit ${targets_timeout} s) ==="
 (
     cd "$coll"
-    # its own process group, killed whole at the deadline; stdin /dev/null (no terminal to stop on)
-    timeout --kill-after=30 "$targets_timeout" "$top/.venv/bin/ansible-test" integration --color no -v \
+    # --foreground: in the terminal's process group, so that Ctrl-C reaches it; at the deadline
+    # ansible-test gets TERM (KILL 30 s later), and what it started ends with the guest (or with
+    # the step's process group under make test)
+    timeout --foreground --kill-after=30 "$targets_timeout" "$top/.venv/bin/ansible-test" integration --color no -v \
         --target "ssh:root@127.0.0.1:$port,python=3.11@/usr/bin/python3" \
         --allow-destructive --allow-root --allow-unsupported "$@" < /dev/null 2>&1
 ) | while IFS= read -r line; do

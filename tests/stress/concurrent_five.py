@@ -135,12 +135,19 @@ def destroy(ds):
 
 
 def clean_pool(pool, db, uuids):
+    """Destroy the datasets and records of `uuids`; RuntimeError listing what could not be."""
+    errors = []
     for u in reversed(uuids):  # the incremental (last) before its origin
-        destroy('%s/%s-partial' % (pool, u))
-        destroy('%s/%s' % (pool, u))
+        for ds in ('%s/%s-partial' % (pool, u), '%s/%s' % (pool, u)):
+            try:
+                destroy(ds)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                errors.append('%s: %s' % (ds, e))
         rec = os.path.join(db, 'images', '%s-%s.json' % (pool, u))
         if os.path.exists(rec):
             os.unlink(rec)
+    if errors:
+        raise RuntimeError('; '.join(errors))
 
 
 def build_images(env, out_dir, size_mib, state_file):
@@ -224,7 +231,10 @@ def main():
     if os.path.exists(state_file):  # what an interrupted earlier run left
         with open(state_file) as f:
             old = json.load(f)
-        clean_pool(pool, os.path.join(work, 'db'), old)
+        try:
+            clean_pool(pool, os.path.join(work, 'db'), old)
+        except RuntimeError as e:
+            sys.exit('cannot remove what an earlier run left: %s' % e)
         remove_images(env_w, old)
         os.unlink(state_file)
     shutil.rmtree(work, ignore_errors=True)
@@ -268,7 +278,7 @@ def main():
                 log('round %d/%d: HUNG after %.1f s: %s' % (n, a.rounds, time.time() - start, e))
                 try:
                     clean_pool(pool, db, uuids)
-                except (RuntimeError, subprocess.TimeoutExpired) as e2:
+                except RuntimeError as e2:
                     log('  cannot clean up after the hang (%s); stopping' % e2)
                     break
                 if not a.keep_going_after_hang:
@@ -292,7 +302,7 @@ def main():
             os.unlink(state_file)
             shutil.rmtree(work, ignore_errors=True)
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-            log('cleanup: %s' % e)
+            log('cleanup incomplete (%s); %s keeps the uuids for the next run' % (e, state_file))
     log('rounds: %d ok, %d failed, %d hung' % (ok, failed, hung))
     return 0 if ok == a.rounds and not failed and not hung else 1
 
