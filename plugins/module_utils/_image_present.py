@@ -177,14 +177,15 @@ def install_from_file(run):
     else:
         # the image's lock, and its origin's so that no delete takes the origin away meanwhile
         with acquire_locks([uuid] + ([origin] if origin else []), lock_dir=p['lock_dir'], timeout=p['lock_timeout']):
-            final, partial = '%s/%s' % (run.pool, uuid), '%s/%s-partial' % (run.pool, uuid)
-            found = run.backend.which_exist([final, partial])
+            installer = run.installer()
+            final = '%s/%s' % (run.pool, uuid)
+            leftovers = installer.leftover_names(run.pool, uuid)
+            found = run.backend.which_exist([final] + leftovers)
             if final in found:
                 run.result.data['imported_by_others'].append(uuid)
                 run.result.warn('image %s was installed by another process while this task waited for its lock' % uuid)
             else:
-                installer = run.installer()
-                installer.clean_partial(run.pool, uuid, exists=partial in found)
+                installer.clean_partial(run.pool, uuid, found=[n for n in leftovers if n in found])
                 compression = 'none' if zstream else (info.get('compression') or 'none')
                 stats = installer.receive(run.pool, manifest, file_chunks(path), compression,
                                           expected_size=None if zstream else info.get('size'),

@@ -31,7 +31,7 @@ One image's streaming pass (``stream_into_zfs``), stages overlapping::
       -> [reader] chunks of 1 MiB into a bounded queue
       -> [writer thread] byte count + sha1 (+ md5 when there is no sha1)
       -> decompressor process (gzip/bzip2/xz -cdfq, by files[0].compression)
-      -> zfs receive [-u] POOL/UUID-partial
+      -> zfs receive -u POOL/UUID-partial
 
 Nothing is written outside the pool and memory stays flat. When the
 receive dies the download stops at once. Only after size and checksum
@@ -39,6 +39,13 @@ verify (``ZfsInstaller.receive``): exactly one snapshot, renamed
 ``@final``; the database record; ``POOL/UUID-partial`` renamed to
 ``POOL/UUID``; mounted. On any failure nothing is left: no ``-partial``, no
 final dataset, no database record.
+
+Where ``zfs receive`` has no ``-u`` (zfs-fuse), the receive would mount what
+it received, and unmounting it for the rename is what wedged the ZFS
+daemon. There the image is received as ``POOL/imgadm-partial/UUID``, under a
+parent that is never mounted (``mountpoint=none``): the receive mounts
+nothing, the rename to ``POOL/UUID`` needs no unmount, and the one mount
+(of the final dataset) is a gated mount change (``CliBackend.receiving``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -111,8 +118,9 @@ def import_plan(run, plan, manifests):
     with acquire_locks(order, lock_dir=p['lock_dir'], timeout=p['lock_timeout']):
         # 2. the truth now that no one else can import these
         finals = dict((u, '%s/%s' % (pool, u)) for u in order)
-        partials = dict((u, '%s/%s-partial' % (pool, u)) for u in plan)
-        found = run.backend.which_exist(list(finals.values()) + list(partials.values()))
+        installer = run.installer()
+        partials = dict((u, installer.leftover_names(pool, u)) for u in plan)
+        found = run.backend.which_exist(list(finals.values()) + [n for names in partials.values() for n in names])
         todo = OrderedDict()
         for uuid, (manifest, source) in plan.items():
             if finals[uuid] in found:
@@ -121,7 +129,7 @@ def import_plan(run, plan, manifests):
                 run.result.warn('image %s (%s@%s) was imported by another process while this task waited for its lock; '
                                 'it is not counted as changed by this task' % (uuid, manifest.get('name'), manifest.get('version')))
                 continue
-            todo[uuid] = (manifest, source, partials[uuid] in found)
+            todo[uuid] = (manifest, source, [n for n in partials[uuid] if n in found])
         for origin in origins:
             if finals[origin] not in found:
                 child = [u for u, (m, s, x) in todo.items() if m.get('origin') == origin]
@@ -139,9 +147,9 @@ def _run_in_order(run, todo):
     futures = {}
     errors = []
     with ThreadPoolExecutor(max_workers=run.params['concurrency']) as pool:
-        for uuid, (manifest, source, partial_left) in todo.items():  # topological: origins are submitted first
+        for uuid, (manifest, source, leftovers) in todo.items():  # topological: origins are submitted first
             origin_future = futures.get(manifest.get('origin'))
-            futures[uuid] = pool.submit(_import_one, run, manifest, source, partial_left, origin_future)
+            futures[uuid] = pool.submit(_import_one, run, manifest, source, leftovers, origin_future)
         for future in futures.values():
             try:
                 future.result()
@@ -174,7 +182,7 @@ def check_origin_snapshot(run, manifest, manifests):
 
 # ---- 3. one image --------------------------------------------------------------
 
-def _import_one(run, manifest, source, partial_left, origin_future):
+def _import_one(run, manifest, source, leftovers, origin_future):
     if origin_future is not None:
         origin_future.result()  # raises if the origin failed: then this one is not tried
     uuid = manifest['uuid']
@@ -183,7 +191,7 @@ def _import_one(run, manifest, source, partial_left, origin_future):
     info = file_info(manifest) or {}
     attempts = run.params['retries'] + 1
     for attempt in range(attempts):
-        installer.clean_partial(run.pool, uuid, exists=partial_left if attempt == 0 else None)
+        installer.clean_partial(run.pool, uuid, found=leftovers if attempt == 0 else None)
         try:
             with client.get_image_file(uuid) as f:
                 # the reference's header checks (imgadm-behaviour.md 2.3)
@@ -222,7 +230,7 @@ class StreamStats(object):
 
 
 class ZfsInstaller(object):
-    """Receives one image into ``POOL/UUID`` through ``POOL/UUID-partial``.
+    """Receives one image into ``POOL/UUID`` through ``POOL/UUID-partial`` (or ``POOL/imgadm-partial/UUID``).
 
     ``backend`` is a ``_zfs`` backend, ``db`` an ``ImageDatabase``,
     ``decompressors`` maps a compression to an argv prefix, ``timeout`` is
@@ -235,17 +243,36 @@ class ZfsInstaller(object):
         self.decompressors = decompressors
         self.timeout = timeout
 
-    @staticmethod
-    def names(pool, uuid):
-        return '%s/%s' % (pool, uuid), '%s/%s-partial' % (pool, uuid)
+    PARTIAL_PARENT = 'imgadm-partial'
 
-    def clean_partial(self, pool, uuid, exists=None):
-        """Destroy a ``-partial`` left by a killed run (``exists``: the caller's answer, if it asked)."""
-        dummy, partial = self.names(pool, uuid)
-        if exists is None:
-            exists = self.backend.exists(partial)
-        if exists:
-            self.backend.destroy(partial, recursive=True)
+    def names(self, pool, uuid):
+        """``(final, partial)``: where the image ends, where it is received (see the module docstring)."""
+        if self.backend.supports_unmounted_receive():
+            return '%s/%s' % (pool, uuid), '%s/%s-partial' % (pool, uuid)
+        return '%s/%s' % (pool, uuid), '%s/%s/%s' % (pool, self.PARTIAL_PARENT, uuid)
+
+    def leftover_names(self, pool, uuid):
+        """Where a killed run may have left a partial image: ours, and the stock imgadm's ``-partial``."""
+        partial = self.names(pool, uuid)[1]
+        legacy = '%s/%s-partial' % (pool, uuid)
+        return [partial] if partial == legacy else [partial, legacy]
+
+    def clean_partial(self, pool, uuid, found=None):
+        """Destroy what a killed run left (``found``: those of ``leftover_names`` that exist, if the caller asked)."""
+        if found is None:
+            found = self.backend.which_exist(self.leftover_names(pool, uuid))
+        for name in found:
+            self.backend.destroy(name, recursive=True)
+
+    def _ensure_parent(self, partial):
+        """The never-mounted parent of ``POOL/imgadm-partial/UUID``, created once."""
+        parent = partial.rsplit('/', 1)[0]
+        if '/' in parent and not self.backend.exists(parent):
+            try:
+                self.backend.create_unmounted(parent)
+            except ZfsError:
+                if not self.backend.exists(parent):  # created by a task beside this one: fine
+                    raise
 
     def receive(self, pool, manifest, chunks, compression, expected_size=None, expected_sha1=None, expected_md5=None,
                 source=None, verify=True):
@@ -256,6 +283,7 @@ class ZfsInstaller(object):
         if compression not in COMPRESSIONS:
             raise DownloadError('image %s: unknown compression "%s" in files[0].compression' % (label, compression))
         dec_argv = None if compression == 'none' else list(self.decompressors[compression])
+        self._ensure_parent(partial)
         recv_argv = self.backend.receive_argv(partial, unmounted=True)
         progress = {'db': False, 'renamed': False}
         try:
@@ -276,10 +304,7 @@ class ZfsInstaller(object):
             self._ensure_final_snapshot(partial, label)
             self.db.write(pool, uuid, manifest, source=source)
             progress['db'] = True
-            if '-u' not in recv_argv and manifest.get('type') != 'zvol':
-                # received mounted (no "zfs receive -u" here): a mounted filesystem may refuse the rename
-                self.backend.unmount(partial)
-            self.backend.rename(partial, final)
+            self.backend.rename(partial, final)  # unmounted either way: received with -u, or under imgadm-partial
             progress['renamed'] = True
             if manifest.get('type') != 'zvol':
                 self.backend.mount(final)

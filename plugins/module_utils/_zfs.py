@@ -421,6 +421,11 @@ class CliBackend(ZfsBackend):
 
     # -- changes ------------------------------------------------------------
 
+    def create_unmounted(self, name):
+        """``zfs create -o mountpoint=none NAME``: a filesystem that is never mounted (nor its children)."""
+        _check_name(name)
+        self.runner.zfs('create', '-o', 'mountpoint=none', name)
+
     def mount(self, name):
         """Mount filesystem ``name``. Returns False if it was already mounted."""
         _check_name(name)

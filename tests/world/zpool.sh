@@ -63,8 +63,9 @@ ensure_zfs_installed() {
 }
 
 daemon_answers() {
-    # `zpool list` fails ("connect: Connection refused") without a daemon.
-    zt zpool list >/dev/null 2>&1
+    # `zpool list` fails ("connect: Connection refused") without a daemon, and hangs
+    # when the daemon is wedged: 10 s at most
+    timeout --kill-after=5 10 zpool list >/dev/null 2>&1
 }
 
 ensure_daemon() {
@@ -85,10 +86,9 @@ ensure_daemon() {
         log "starting zfs-fuse"
         zt zfs-fuse --pidfile "$PIDFILE" || die "zfs-fuse failed to start"
     fi
-    local i=0
+    local until=$((SECONDS + DAEMON_WAIT))
     while ! daemon_answers; do
-        i=$((i + 1))
-        [ "$i" -le $((DAEMON_WAIT * 5)) ] || die "zfs daemon does not answer after ${DAEMON_WAIT}s"
+        [ "$SECONDS" -lt "$until" ] || die "zfs daemon does not answer after ${DAEMON_WAIT}s (wedged? see 'ps -C zfs,zpool')"
         sleep 0.2
     done
 }
