@@ -31,7 +31,7 @@ One image's streaming pass (``stream_into_zfs``), stages overlapping::
       -> [reader] chunks of 1 MiB into a bounded queue
       -> [writer thread] byte count + sha1 (+ md5 when there is no sha1)
       -> decompressor process (gzip/bzip2/xz -cdfq, by files[0].compression)
-      -> zfs receive -u POOL/UUID-partial
+      -> zfs receive -u POOL/UUID-partial (or POOL/imgadm-partial/UUID, below)
 
 Nothing is written outside the pool and memory stays flat. When the
 receive dies the download stops at once. Only after size and checksum

@@ -255,6 +255,18 @@ class ZfsBackend:
     def rename(self, old, new, recursive=False):
         raise NotImplementedError
 
+    def create_unmounted(self, name):
+        """Create filesystem ``name`` with ``mountpoint=none``."""
+        raise NotImplementedError
+
+    def supports_unmounted_receive(self):
+        """Whether ``zfs receive -u`` exists here."""
+        raise NotImplementedError
+
+    def receiving(self, target):
+        """Context manager around a running ``zfs receive`` into ``target``."""
+        raise NotImplementedError
+
     def destroy(self, name, recursive=False):
         raise NotImplementedError
 
@@ -488,6 +500,15 @@ class CliBackend(ZfsBackend):
             self.sleep(self.busy_delay * (attempt + 1))
         return None  # pragma: no cover - the loop returns or raises
 
+    def _run_unmounted(self, args, mounted):
+        """Unmount ``mounted``, run ``zfs ARGS`` (retrying "busy"); on failure mount again what is still there."""
+        self._unmount_quietly(mounted)
+        try:
+            self._run_busy_retry(args, on_busy=lambda: self._unmount_quietly(mounted))
+        except ZfsError:
+            self._mount_quietly([n for n in mounted if self.exists(n)])
+            raise
+
     def destroy(self, name, recursive=False):
         """``zfs destroy [-r] NAME``; mounted filesystems are unmounted first.
 
@@ -499,13 +520,7 @@ class CliBackend(ZfsBackend):
             self.runner.zfs(*args)
             return
         with self.mount_changes():
-            mounted = self._mounted_filesystems(name, recursive)
-            self._unmount_quietly(mounted)
-            try:
-                self._run_busy_retry(args, on_busy=lambda: self._unmount_quietly(mounted))
-            except ZfsError:
-                self._mount_quietly([n for n in mounted if self.exists(n)])
-                raise
+            self._run_unmounted(args, self._mounted_filesystems(name, recursive))
 
     def rename(self, old, new, recursive=False):
         """``zfs rename [-r] OLD NEW`` (``recursive`` only for snapshots).
@@ -530,12 +545,7 @@ class CliBackend(ZfsBackend):
                 if not _is_busy(exc):
                     raise
             mounted = self._mounted_filesystems(old, True)
-            self._unmount_quietly(mounted)
-            try:
-                self._run_busy_retry(args, on_busy=lambda: self._unmount_quietly(mounted))
-            except ZfsError:
-                self._mount_quietly([n for n in mounted if self.exists(n)])
-                raise
+            self._run_unmounted(args, mounted)
             self._mount_quietly([new + n[len(old):] for n in mounted])
 
     # -- streams ------------------------------------------------------------

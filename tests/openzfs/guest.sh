@@ -149,10 +149,6 @@ imgadm_world_tools: $guest_tools
 imgadm_world_python: /usr/bin/python3
 imgadm_world_remote: true
 imgadm_publish: true
-# what this node has that zfs-fuse lacks, for cases that need it
-imgadm_openzfs: true
-imgadm_zvols: true
-imgadm_libzfs_core: true
 # the zfs_backend the targets should use (run.sh: IMGADM_OPENZFS_BACKENDS runs them per backend)
 imgadm_zfs_backend: ${IMGADM_OPENZFS_ZFS_BACKEND:-auto}
 EOF

@@ -138,7 +138,7 @@ def clean_pool(pool, db, uuids):
     """Destroy the datasets and records of `uuids`; RuntimeError listing what could not be."""
     errors = []
     for u in reversed(uuids):  # the incremental (last) before its origin
-        for ds in ('%s/%s-partial' % (pool, u), '%s/%s' % (pool, u)):
+        for ds in ('%s/%s-partial' % (pool, u), '%s/imgadm-partial/%s' % (pool, u), '%s/%s' % (pool, u)):
             try:
                 destroy(ds)
             except (RuntimeError, subprocess.TimeoutExpired) as e:
@@ -195,7 +195,10 @@ def check_installed(pool, db, uuids):
             problems.append('record of %s missing' % u)
     if not problems and origin_of('%s/%s' % (pool, uuids[4])) != '%s/%s@final' % (pool, uuids[0]):
         problems.append('the incremental is not a clone of %s/%s@final' % (pool, uuids[0]))
-    problems += ['left: %s' % n for n in names if n.endswith('-partial')]
+    # a partial image: POOL/UUID-partial, or POOL/imgadm-partial/UUID where zfs receive has no -u
+    # (the never-mounted parent POOL/imgadm-partial itself stays)
+    problems += ['left: %s' % n for n in names if n.endswith('-partial') and n != '%s/imgadm-partial' % pool]
+    problems += ['left: %s' % n for n in names if n.startswith('%s/imgadm-partial/' % pool)]
     return problems
 
 

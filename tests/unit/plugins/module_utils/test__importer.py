@@ -12,9 +12,14 @@
   that rejects the bytes (everything is still hashed), a receive that stops
   reading or never ends (deadlines), a source that breaks off, the gate,
   bounded memory;
-* ``ZfsInstaller.receive`` with a recording backend and database: the order
-  of the finishing steps, and the undo after each kind of failure;
-* ``import_plan`` (locks, re-check under the locks), ``check_origin_snapshot``
+* ``ZfsInstaller`` with a recording backend and database, in both modes
+  (``zfs receive -u`` exists: received as POOL/UUID-partial; it does not, as on
+  zfs-fuse: received as POOL/imgadm-partial/UUID under a never-mounted parent
+  created once): the names and leftovers, the order of the finishing steps
+  (no unmount before the rename in either mode), the parent, the undo after
+  each kind of failure, ``clean_partial``;
+* ``import_plan`` (locks, re-check under the locks, the leftovers found
+  passed to the first attempt), ``check_origin_snapshot``
   and ``_import_one`` (retries, Content-Length, a failed origin) with a fake run.
 
 What needs a real pool (real ``zfs send`` streams, mounts, the record's
@@ -726,33 +731,62 @@ class RecordingDatabase(ImageDatabase):
 
 
 class RecordingBackend(object):
-    """Enough of a ``_zfs`` backend for ``ZfsInstaller``; ``receive_argv`` returns the fake receive."""
+    """Enough of a ``_zfs`` backend for ``ZfsInstaller``; ``receive_argv`` returns the fake receive.
 
-    def __init__(self, receive_argv, snapshots=None, fail=None):
+    ``unmounted_receive`` is what ``supports_unmounted_receive`` answers: ``zfs receive -u`` exists (OpenZFS,
+    illumos) or not (zfs-fuse). Changes, the receive and ``which_exist`` go to ``calls`` (in order, with the
+    database's), ``exists`` questions to ``asked``. ``created_meanwhile``: a ``create_unmounted`` that fails
+    (``fail``) because another task created the dataset meanwhile, which then exists.
+    """
+
+    def __init__(self, receive_argv, snapshots=None, fail=None, unmounted_receive=True, datasets=(), created_meanwhile=False):
         self.argv = receive_argv
         self.snapshots = snapshots
         self.fail = fail or {}  # call name -> exception
-        self.datasets = set()
+        self.unmounted_receive = unmounted_receive
+        self.created_meanwhile = created_meanwhile
+        self.datasets = set(datasets)
         self.calls = []
+        self.asked = []
 
     def _maybe_fail(self, what, name):
         exc = self.fail.get(what)
         if exc is not None and (what != 'rename' or '@' not in name):
             raise exc
 
+    def supports_unmounted_receive(self):
+        return self.unmounted_receive
+
     def receive_argv(self, target, unmounted=True):
         self.calls.append(('receive_argv', target, unmounted))
+        parent = target.rsplit('/', 1)[0]
+        # a real zfs receive fails when the parent of its target is missing
+        assert '/' not in parent or parent in self.datasets, 'received under %s, which does not exist' % parent
         self.datasets.add(target)
         return self.argv
 
     @contextlib.contextmanager
-    def receiving(self):
-        self.calls.append(('receiving',))
+    def receiving(self, target):
+        self.calls.append(('receiving', target))
         yield
-        self.calls.append(('received',))
+        self.calls.append(('received', target))
 
     def exists(self, name):
+        self.asked.append(name)
         return name in self.datasets
+
+    def which_exist(self, names):
+        names = list(names)
+        self.calls.append(('which_exist', names))
+        return set(names) & self.datasets
+
+    def create_unmounted(self, name):
+        self.calls.append(('create_unmounted', name))
+        if 'create_unmounted' in self.fail:
+            if self.created_meanwhile:
+                self.datasets.add(name)
+            raise self.fail['create_unmounted']
+        self.datasets.add(name)
 
     def destroy(self, name, recursive=False):
         self.calls.append(('destroy', name, recursive))
@@ -769,15 +803,37 @@ class RecordingBackend(object):
         self.datasets.add(new)
 
     def unmount(self, name):
+        # the installer unmounts nothing (in either mode): a call shows up in the calls compared
         self.calls.append(('unmount', name))
-        self._maybe_fail('unmount', name)
 
     def mount(self, name):
         self.calls.append(('mount', name))
         self._maybe_fail('mount', name)
 
 
-PARTIAL, FINAL = 'zones/%s-partial' % UUID, 'zones/' + UUID
+FINAL = 'zones/' + UUID
+PARTIAL = 'zones/%s-partial' % UUID  # received here with "zfs receive -u"; the stock imgadm's name too
+PARENT = 'zones/imgadm-partial'  # without -u (zfs-fuse): the never-mounted parent...
+NESTED = PARENT + '/' + UUID  # ...and the image received under it
+
+
+class Mode(object):
+    """One of the two ways ``ZfsInstaller`` receives: ``zfs receive -u`` exists here, or not."""
+
+    def __init__(self, unmounted_receive):
+        self.unmounted_receive = unmounted_receive
+        self.partial = PARTIAL if unmounted_receive else NESTED
+        # what precedes the receive: the parent, created when missing
+        self.setup = [] if unmounted_receive else [('create_unmounted', PARENT)]
+        self.asked = [] if unmounted_receive else [PARENT]
+
+    def backend(self, receive_argv, **kwargs):
+        return RecordingBackend(receive_argv, unmounted_receive=self.unmounted_receive, **kwargs)
+
+
+@pytest.fixture(params=[True, False], ids=['receive-u', 'no-receive-u'])
+def mode(request):
+    return Mode(request.param)
 
 
 def installer_for(tmp_path, backend, timeout=30):
@@ -785,54 +841,125 @@ def installer_for(tmp_path, backend, timeout=30):
     return ZfsInstaller(backend, RecordingDatabase(str(tmp_path / 'db'), backend.calls), decompressors, timeout)
 
 
-@pytest.mark.parametrize('snapshots, u_flag, zvol, steps', [
-    pytest.param(['final'], False, False, [
-        ('list_snapshots', PARTIAL), ('db.write', UUID), ('unmount', PARTIAL), ('rename', PARTIAL, FINAL, False),
-        ('mount', FINAL)], id='received-mounted'),
-    pytest.param(['build-2024'], False, False, [
-        ('list_snapshots', PARTIAL), ('rename', PARTIAL + '@build-2024', PARTIAL + '@final', True), ('db.write', UUID),
-        ('unmount', PARTIAL), ('rename', PARTIAL, FINAL, False), ('mount', FINAL)], id='snapshot-renamed-to-final'),
-    pytest.param(['final'], True, False, [
-        ('list_snapshots', PARTIAL), ('db.write', UUID), ('rename', PARTIAL, FINAL, False), ('mount', FINAL)],
-        id='received-with-u-no-unmount'),
-    pytest.param(['final'], False, True, [
-        ('list_snapshots', PARTIAL), ('db.write', UUID), ('rename', PARTIAL, FINAL, False)], id='zvol-no-unmount-no-mount'),
-    pytest.param(['final'], True, True, [
-        ('list_snapshots', PARTIAL), ('db.write', UUID), ('rename', PARTIAL, FINAL, False)], id='zvol-with-u'),
+@pytest.mark.parametrize('unmounted_receive, pool, uuid, names, leftovers', [
+    pytest.param(True, 'zones', UUID, (FINAL, PARTIAL), [PARTIAL], id='receive-u'),
+    pytest.param(True, 'tank', UUID2, ('tank/' + UUID2, 'tank/%s-partial' % UUID2), ['tank/%s-partial' % UUID2],
+                 id='receive-u-other-pool'),
+    # ours under the parent, and the stock imgadm's (or an earlier run's) -partial
+    pytest.param(False, 'zones', UUID, (FINAL, NESTED), [NESTED, PARTIAL], id='no-receive-u'),
+    pytest.param(False, 'tank', UUID2, ('tank/' + UUID2, 'tank/imgadm-partial/' + UUID2),
+                 ['tank/imgadm-partial/' + UUID2, 'tank/%s-partial' % UUID2], id='no-receive-u-other-pool'),
 ])
-def test_installer_steps_in_order(tmp_path, snapshots, u_flag, zvol, steps):
+def test_installer_names_per_mode(tmp_path, unmounted_receive, pool, uuid, names, leftovers):
+    backend = RecordingBackend(['true'], unmounted_receive=unmounted_receive)
+    inst = installer_for(tmp_path, backend)
+    assert inst.names(pool, uuid) == names
+    assert inst.leftover_names(pool, uuid) == leftovers
+    assert (backend.calls, backend.asked) == ([], [])  # naming changes and asks nothing
+
+
+P, F = '<partial>', '<final>'
+
+
+def fill(steps, partial, final):
+    return [tuple(s.replace(P, partial).replace(F, final) if isinstance(s, str) else s for s in step) for step in steps]
+
+
+@pytest.mark.parametrize('snapshots, zvol, steps', [
+    pytest.param(['final'], False, [
+        ('list_snapshots', P), ('db.write', UUID), ('rename', P, F, False), ('mount', F)], id='filesystem'),
+    pytest.param(['build-2024'], False, [
+        ('list_snapshots', P), ('rename', P + '@build-2024', P + '@final', True), ('db.write', UUID),
+        ('rename', P, F, False), ('mount', F)], id='snapshot-renamed-to-final'),
+    pytest.param(['final'], True, [
+        ('list_snapshots', P), ('db.write', UUID), ('rename', P, F, False)], id='zvol-not-mounted'),
+])
+def test_installer_steps_in_order(tmp_path, mode, snapshots, zvol, steps):
     raw = payload()
     data = compress(raw, 'xz')
-    argv, out = receiver(tmp_path, ['-u'] if u_flag else [])
-    backend = RecordingBackend(argv, snapshots=snapshots)
+    argv, out = receiver(tmp_path)
+    backend = mode.backend(argv, snapshots=snapshots)
     manifest = image_manifest(UUID, data, 'xz', **({'type': 'zvol'} if zvol else {}))
     stats = installer_for(tmp_path, backend).receive('zones', manifest, iter(chunked(data)), 'xz',
                                                      expected_size=len(data), expected_sha1=sha1(data), source='http://s')
     assert (stats.bytes, stats.sha1) == (len(data), sha1(data))
     assert out.read_bytes() == raw
-    assert backend.calls == [('receive_argv', PARTIAL, True), ('receiving',), ('received',)] + steps
+    # the gate is asked for with the receive's target, held around the receive only
+    assert backend.calls == mode.setup + [('receive_argv', mode.partial, True), ('receiving', mode.partial),
+                                          ('received', mode.partial)] + fill(steps, mode.partial, FINAL)
+    # unmounted either way (received with -u, or under the never-mounted parent): no unmount before the rename
+    assert [c for c in backend.calls if c[0] == 'unmount'] == []
+    assert backend.asked == mode.asked
+    assert set(n for n in backend.datasets if '@' not in n) == set([FINAL] + ([] if mode.unmounted_receive else [PARENT]))
     with open(record_path(tmp_path / 'db', 'zones', UUID)) as fh:
         assert json.load(fh) == {'manifest': json.loads(json.dumps(manifest)), 'zpool': 'zones', 'source': 'http://s'}
 
 
-@pytest.mark.parametrize('fail_at, undo', [
-    pytest.param('unmount', [('destroy', PARTIAL, True), ('db.remove', UUID)], id='unmount'),
-    pytest.param('rename', [('destroy', PARTIAL, True), ('db.remove', UUID)], id='final-rename'),
-    # the final name was reached: it goes too
-    pytest.param('mount', [('destroy', FINAL, True), ('db.remove', UUID)], id='mount'),
+def test_installer_creates_the_parent_once_and_only_when_missing(tmp_path):
+    argv, dummy = receiver(tmp_path)
+    backend = RecordingBackend(argv, unmounted_receive=False)
+    inst = installer_for(tmp_path, backend)
+    inst.receive('zones', image_manifest(UUID, b'x', 'none'), iter([b'x']), 'none')
+    inst.receive('zones', image_manifest(UUID2, b'y', 'none'), iter([b'y']), 'none')
+    assert [c for c in backend.calls if c[0] in ('create_unmounted', 'receive_argv')] == [
+        ('create_unmounted', PARENT), ('receive_argv', NESTED, True), ('receive_argv', '%s/%s' % (PARENT, UUID2), True)]
+    assert backend.asked == [PARENT, PARENT]
+    assert backend.datasets == set([PARENT, FINAL, 'zones/' + UUID2])
+
+
+def test_installer_uses_an_existing_parent(tmp_path):
+    argv, dummy = receiver(tmp_path)
+    backend = RecordingBackend(argv, unmounted_receive=False, datasets=[PARENT])
+    installer_for(tmp_path, backend).receive('zones', image_manifest(UUID, b'x', 'none'), iter([b'x']), 'none')
+    assert backend.calls[0] == ('receive_argv', NESTED, True)
+    assert 'create_unmounted' not in [c[0] for c in backend.calls]
+    assert backend.asked == [PARENT]
+
+
+@pytest.mark.parametrize('created_meanwhile', [
+    pytest.param(True, id='created-by-another-task-meanwhile'),
+    pytest.param(False, id='cannot-create'),
 ])
-def test_installer_failure_after_the_record_undoes_everything(tmp_path, fail_at, undo):
+def test_installer_parent_creation_failing(tmp_path, created_meanwhile):
+    argv, out = receiver(tmp_path)
+    error = ZfsError("cannot create '%s': %s" % (PARENT, 'dataset already exists' if created_meanwhile else 'out of space'))
+    backend = RecordingBackend(argv, unmounted_receive=False, fail={'create_unmounted': error},
+                               created_meanwhile=created_meanwhile)
+    inst = installer_for(tmp_path, backend)
+    if created_meanwhile:  # fine: the parent is there
+        inst.receive('zones', image_manifest(UUID, b'x', 'none'), iter([b'x']), 'none')
+        assert backend.calls[:2] == [('create_unmounted', PARENT), ('receive_argv', NESTED, True)]
+        assert backend.asked == [PARENT, PARENT]  # missing, then there after all
+        assert backend.datasets == set([PARENT, FINAL])
+        return
+    with pytest.raises(ZfsError) as exc:
+        inst.receive('zones', image_manifest(UUID, b'x', 'none'), iter([b'x']), 'none')
+    assert exc.value is error
+    assert backend.calls == [('create_unmounted', PARENT)]  # nothing received, nothing to undo
+    assert backend.asked == [PARENT, PARENT]
+    assert not out.exists()
+    assert not (tmp_path / 'db' / 'images').exists()
+
+
+@pytest.mark.parametrize('fail_at, undo', [
+    pytest.param('rename', [('destroy', P, True), ('db.remove', UUID)], id='final-rename'),
+    # the final name was reached: it goes too
+    pytest.param('mount', [('destroy', F, True), ('db.remove', UUID)], id='mount'),
+])
+def test_installer_failure_after_the_record_undoes_everything(tmp_path, mode, fail_at, undo):
     argv, dummy = receiver(tmp_path)
     error = ZfsError('cannot %s: Input/output error' % fail_at)
-    backend = RecordingBackend(argv, fail={fail_at: error})
+    backend = mode.backend(argv, fail={fail_at: error})
     with pytest.raises(ZfsError) as exc:
         installer_for(tmp_path, backend).receive('zones', image_manifest(UUID, b'x', 'none'), iter([b'x']), 'none')
     assert exc.value is error
+    undo = fill(undo, mode.partial, FINAL)
     failed = backend.calls.index(('db.write', UUID))
     assert backend.calls[-len(undo):] == undo
     assert [c[0] for c in backend.calls[failed + 1:-len(undo)]][-1] == fail_at
     # "On any failure nothing is left: no -partial, no final dataset, no database record."
-    assert not backend.exists(PARTIAL) and not backend.exists(FINAL)
+    # The parent stays, for the next import.
+    assert backend.datasets == set([] if mode.unmounted_receive else [PARENT])
     assert not os.path.exists(record_path(tmp_path / 'db', 'zones', UUID))
 
 
@@ -840,11 +967,11 @@ def test_installer_failure_after_the_record_undoes_everything(tmp_path, fail_at,
     (False, DownloadError),  # wrong bytes: the checksum is the cause, report it
     (True, UncompressionError),  # the published file itself is broken
 ])
-def test_installer_reports_checksum_before_uncompression_error(tmp_path, sha1_matches, error):
+def test_installer_reports_checksum_before_uncompression_error(tmp_path, mode, sha1_matches, error):
     data = compress(payload(), 'gzip')
     bad = data[:len(data) // 2]
     argv, dummy = receiver(tmp_path)
-    backend = RecordingBackend(argv)
+    backend = mode.backend(argv)
     manifest = image_manifest(UUID, bad if sha1_matches else data, 'gzip')
     info = manifest['files'][0]
     with pytest.raises(error) as exc:
@@ -855,31 +982,32 @@ def test_installer_reports_checksum_before_uncompression_error(tmp_path, sha1_ma
         assert 'size: expected %d bytes, got %d bytes' % (len(data), len(bad)) in str(exc.value)
     else:
         assert 'uncompressing' in str(exc.value)
-    assert backend.calls[-1] == ('destroy', PARTIAL, True)
+    assert backend.calls[-1] == ('destroy', mode.partial, True)
     assert ('db.write', UUID) not in backend.calls
     assert not (tmp_path / 'db' / 'images').exists()
 
 
-def test_installer_names_the_checksum_when_a_fake_decompressor_rejects_the_bytes(tmp_path):
+def test_installer_names_the_checksum_when_a_fake_decompressor_rejects_the_bytes(tmp_path, mode):
     source = Counted(50)
-    backend = RecordingBackend(receiver(tmp_path)[0])
+    backend = mode.backend(receiver(tmp_path)[0])
     inst = installer_for(tmp_path, backend)
     inst.decompressors = {'gzip': py(BAD_INPUT)}
     with pytest.raises(DownloadError) as exc:
         inst.receive('zones', image_manifest(UUID, b'other', 'gzip'), iter(source), 'gzip', expected_sha1=sha1(b'other'))
     assert 'checksum (sha1): expected "%s", got "%s"' % (sha1(b'other'), sha1(source.data())) in str(exc.value)
+    assert backend.calls[-1] == ('destroy', mode.partial, True)
 
 
-def test_installer_reports_the_receive_error_when_it_stopped_the_download(tmp_path):
+def test_installer_reports_the_receive_error_when_it_stopped_the_download(tmp_path, mode):
     # a dead receive stops the download: the hash of a part proves nothing, the receive's error is the cause
-    backend = RecordingBackend(py(DIES_EARLY))
+    backend = mode.backend(py(DIES_EARLY))
     source = Counted(2000)
     with pytest.raises(ZfsError) as exc:
         installer_for(tmp_path, backend).receive('zones', image_manifest(UUID, b'other', 'none'), iter(source), 'none',
                                                  expected_sha1=sha1(b'other'))
     assert 'out of space' in str(exc.value)
     assert source.pulled < 100
-    assert backend.calls[-1] == ('destroy', PARTIAL, True)
+    assert backend.calls[-1] == ('destroy', mode.partial, True)
 
 
 def test_installer_reports_checksum_when_receive_fails(tmp_path):
@@ -911,29 +1039,29 @@ def test_installer_content_md5_when_no_sha1(tmp_path):
     assert 'checksum (Content-MD5): expected "%s", got "%s"' % (md5_b64(b'x'), md5_b64(data)) in str(exc.value)
 
 
-def test_installer_unknown_compression(tmp_path):
-    backend = RecordingBackend(['true'])
+def test_installer_unknown_compression(tmp_path, mode):
+    backend = mode.backend(['true'])
     with pytest.raises(DownloadError) as exc:
         installer_for(tmp_path, backend).receive('zones', image_manifest(UUID, b'x'), iter([b'x']), 'lz4')
     assert 'unknown compression "lz4"' in str(exc.value)
-    assert backend.calls == []
+    assert (backend.calls, backend.asked) == ([], [])  # refused before anything, the parent included
 
 
 @pytest.mark.parametrize('snapshots', [[], ['a', 'b']])
-def test_installer_needs_exactly_one_snapshot(tmp_path, snapshots):
+def test_installer_needs_exactly_one_snapshot(tmp_path, mode, snapshots):
     argv, dummy = receiver(tmp_path)
-    backend = RecordingBackend(argv, snapshots=snapshots)
+    backend = mode.backend(argv, snapshots=snapshots)
     with pytest.raises(UnexpectedNumberOfSnapshotsError) as exc:
         installer_for(tmp_path, backend).receive('zones', image_manifest(UUID, b'x', 'none'), iter([b'x']), 'none')
     assert 'expected exactly one snapshot after zfs receive, found %d' % len(snapshots) in str(exc.value)
-    assert exc.value.details['snapshots'] == [PARTIAL + '@' + s for s in snapshots]
-    assert backend.calls[-1] == ('destroy', PARTIAL, True)
+    assert exc.value.details['snapshots'] == [mode.partial + '@' + s for s in snapshots]
+    assert backend.calls[-1] == ('destroy', mode.partial, True)
     assert ('db.write', UUID) not in backend.calls
 
 
-def test_installer_source_error_is_reraised_after_cleanup(tmp_path):
+def test_installer_source_error_is_reraised_after_cleanup(tmp_path, mode):
     argv, dummy = receiver(tmp_path)
-    backend = RecordingBackend(argv)
+    backend = mode.backend(argv)
     cut = ImgapiConnectionError('cut')
 
     def source():
@@ -944,31 +1072,44 @@ def test_installer_source_error_is_reraised_after_cleanup(tmp_path):
         installer_for(tmp_path, backend).receive('zones', image_manifest(UUID, b'xx', 'none'), source(), 'none',
                                                  expected_sha1=sha1(b'xx'))
     assert exc.value is cut
-    assert backend.calls[-1] == ('destroy', PARTIAL, True)
+    assert backend.calls[-1] == ('destroy', mode.partial, True)
+    assert backend.datasets == set([] if mode.unmounted_receive else [PARENT])
 
 
-def test_installer_passes_its_timeout_to_the_stream(tmp_path):
-    backend = RecordingBackend(py(SLEEPER))
+def test_installer_passes_its_timeout_to_the_stream(tmp_path, mode):
+    backend = mode.backend(py(SLEEPER))
     start = time.monotonic()
     with pytest.raises(CommandTimeoutError):
         within(20, installer_for(tmp_path, backend, timeout=1).receive, 'zones', image_manifest(UUID, b'x', 'none'),
                iter([b'x']), 'none')
     assert time.monotonic() - start < 5
-    assert backend.calls[-1] == ('destroy', PARTIAL, True)
+    assert backend.calls[-1] == ('destroy', mode.partial, True)
 
 
-def test_clean_partial_with_recording_backend(tmp_path):
-    backend = RecordingBackend(['true'])
+def test_clean_partial_destroys_exactly_the_found_leftovers(tmp_path, mode):
+    backend = mode.backend(['true'])
     inst = installer_for(tmp_path, backend)
-    assert ZfsInstaller.names('zones', UUID) == (FINAL, PARTIAL)
+    leftovers = [PARTIAL] if mode.unmounted_receive else [NESTED, PARTIAL]
+    # nothing left: asked once, nothing destroyed
     inst.clean_partial('zones', UUID)
+    assert backend.calls == [('which_exist', leftovers)]
+    # every leftover there, beside datasets that are not this image's leftovers
+    others = [FINAL, 'zones/%s-partial' % UUID2, '%s/%s' % (PARENT, UUID2)] + ([] if mode.unmounted_receive else [PARENT])
+    for found in [leftovers] + [[n] for n in leftovers]:
+        del backend.calls[:]
+        backend.datasets = set(found + others)
+        inst.clean_partial('zones', UUID)
+        assert backend.calls[0] == ('which_exist', leftovers)
+        assert sorted(backend.calls[1:]) == sorted(('destroy', n, True) for n in found)
+        assert backend.datasets == set(others)
+    # the caller's answer is trusted: nothing asked, exactly what it found destroyed
+    del backend.calls[:]
+    backend.datasets = set(leftovers + others)
+    inst.clean_partial('zones', UUID, found=[])
     assert backend.calls == []
-    backend.datasets.add(PARTIAL)
-    inst.clean_partial('zones', UUID)
-    assert backend.calls == [('destroy', PARTIAL, True)]
-    inst.clean_partial('zones', UUID, exists=False)  # the caller's answer is trusted
-    inst.clean_partial('zones', UUID2, exists=True)
-    assert backend.calls[1:] == [('destroy', 'zones/%s-partial' % UUID2, True)]
+    inst.clean_partial('zones', UUID, found=leftovers[-1:])
+    assert backend.calls == [('destroy', leftovers[-1], True)]
+    assert backend.asked == []
 
 
 # ------------------------------------------------------------------ import_plan, check_origin_snapshot, _import_one
@@ -1020,12 +1161,16 @@ class FakeSources(object):
         return FakeClient(self.run)
 
 
-class FakeInstaller(object):
+class FakeInstaller(ZfsInstaller):
+    """The real naming (``names``, ``leftover_names``) and ``clean_partial`` over the run's backend; the receive faked."""
+
     def __init__(self, run):
+        super(FakeInstaller, self).__init__(run.backend, run.db, {}, 30)
         self.run = run
 
-    def clean_partial(self, pool, uuid, exists=None):
-        self.run.events.append(('clean_partial', uuid, exists))
+    def clean_partial(self, pool, uuid, found=None):
+        self.run.events.append(('clean_partial', uuid, None if found is None else list(found)))
+        super(FakeInstaller, self).clean_partial(pool, uuid, found=found)
 
     def receive(self, pool, manifest, chunks, compression, **kwargs):
         data = b''.join(chunks)
@@ -1038,14 +1183,22 @@ class FakeInstaller(object):
 
 
 class FakeBackend(object):
-    def __init__(self, run, existing=(), guids=None):
+    def __init__(self, run, existing=(), guids=None, unmounted_receive=True):
         self.run = run
         self.existing = set(existing)
         self.guids = guids or {}
+        self.unmounted_receive = unmounted_receive
+
+    def supports_unmounted_receive(self):
+        return self.unmounted_receive
 
     def which_exist(self, names):
         self.run.events.append(('which_exist', sorted(names)))
         return set(names) & self.existing
+
+    def destroy(self, name, recursive=False):
+        self.run.events.append(('destroy', name, recursive))
+        self.existing.discard(name)
 
     def get_properties(self, names, props):
         self.run.events.append(('get_properties', list(names), list(props)))
@@ -1065,14 +1218,14 @@ class FakeRun(object):
 
     pool = 'zones'
 
-    def __init__(self, tmp_path, existing=(), guids=None, retries=0, concurrency=2):
+    def __init__(self, tmp_path, existing=(), guids=None, retries=0, concurrency=2, unmounted_receive=True):
         self.params = dict(lock_dir=str(tmp_path), lock_timeout=2.0, retries=retries, concurrency=concurrency)
         self.events = []
         self.files = {}
         self.fail_receive = {}
         self.result = Result(None)
         self.result.data.update(imported=[], imported_by_others=[])
-        self.backend = FakeBackend(self, existing, guids)
+        self.backend = FakeBackend(self, existing, guids, unmounted_receive)
         self.installed = FakeInstalled(self)
         self.sources = FakeSources(self)
         self.db = ImageDatabase(str(tmp_path / 'db'))
@@ -1083,6 +1236,12 @@ class FakeRun(object):
     def record_import(self, manifest, source_url, compression, stats, attempts):
         self.events.append(('record_import', manifest['uuid'], attempts))
         self.result.data['imported'].append((manifest['uuid'], attempts))
+
+
+def leftovers_of(uuid, unmounted_receive):
+    """Where a killed run may have left ``uuid`` half received, in each mode."""
+    stock = 'zones/%s-partial' % uuid
+    return [stock] if unmounted_receive else ['zones/imgadm-partial/' + uuid, stock]
 
 
 def plan_of(*manifests):
@@ -1107,8 +1266,9 @@ def locked(monkeypatch):
     return taken
 
 
-def test_import_plan_locks_child_first_with_the_installed_origin(tmp_path, locked):
-    run = FakeRun(tmp_path, existing=['zones/' + BASE])
+@pytest.mark.parametrize('unmounted_receive', [True, False], ids=['receive-u', 'no-receive-u'])
+def test_import_plan_locks_child_first_with_the_installed_origin(tmp_path, locked, unmounted_receive):
+    run = FakeRun(tmp_path, existing=['zones/' + BASE], unmounted_receive=unmounted_receive)
     mbase = image_manifest(BASE, b'base', 'none')
     minc, mtop = image_manifest(INC, b'inc', 'gzip', origin=BASE), image_manifest(TOP, b'top', 'xz', origin=INC)
     publish(run, minc, b'inc')
@@ -1117,17 +1277,32 @@ def test_import_plan_locks_child_first_with_the_installed_origin(tmp_path, locke
     assert locked == [[TOP, INC, BASE]]
     assert sorted(n for n in os.listdir(str(tmp_path)) if n.endswith('.lock')) == sorted(
         'img.%s.import.lock' % u for u in (BASE, INC, TOP))
-    # re-checked once under the locks: finals of everything locked, partials of the plan
+    # re-checked once under the locks: finals of everything locked, leftovers (this mode's) of the plan
     assert run.events[0] == ('which_exist', sorted(['zones/' + u for u in (TOP, INC, BASE)]
-                                                   + ['zones/%s-partial' % u for u in (INC, TOP)]))
+                                                   + leftovers_of(INC, unmounted_receive) + leftovers_of(TOP, unmounted_receive)))
+    assert [e for e in run.events if e[0] == 'which_exist'] == [run.events[0]]  # nothing found: not asked again
+    assert [e for e in run.events if e[0] == 'clean_partial'] == [('clean_partial', INC, []), ('clean_partial', TOP, [])]
     receives = [e for e in run.events if e[0] == 'receive']
     assert receives == [('receive', INC, 'gzip', 3, 'http://src'), ('receive', TOP, 'xz', 3, 'http://src')]
     assert run.result.data['imported'] == [(INC, 1), (TOP, 1)]
     assert ('mark', INC, True) in run.events and ('mark', TOP, True) in run.events
 
 
-def test_import_plan_image_imported_meanwhile_is_not_ours(tmp_path, locked):
-    run = FakeRun(tmp_path, existing=['zones/' + BASE, 'zones/%s-partial' % INC])
+@pytest.mark.parametrize('unmounted_receive, left, passed', [
+    pytest.param(True, ['zones/%s-partial' % INC], ['zones/%s-partial' % INC], id='receive-u'),
+    pytest.param(True, [], [], id='receive-u-nothing-left'),
+    # not where this mode receives: not this image's leftover here
+    pytest.param(True, ['zones/imgadm-partial/' + INC], [], id='receive-u-other-name-untouched'),
+    pytest.param(False, ['zones/imgadm-partial/' + INC], ['zones/imgadm-partial/' + INC], id='no-receive-u-ours'),
+    pytest.param(False, ['zones/%s-partial' % INC], ['zones/%s-partial' % INC], id='no-receive-u-stock-imgadm'),
+    pytest.param(False, ['zones/%s-partial' % INC, 'zones/imgadm-partial/' + INC],
+                 ['zones/imgadm-partial/' + INC, 'zones/%s-partial' % INC], id='no-receive-u-both'),
+    pytest.param(False, [], [], id='no-receive-u-nothing-left'),
+])
+def test_import_plan_image_imported_meanwhile_is_not_ours(tmp_path, locked, unmounted_receive, left, passed):
+    # BASE's leftovers are not looked for: BASE was imported by another process
+    others = ['zones/%s-partial' % BASE, 'zones/imgadm-partial/' + BASE]
+    run = FakeRun(tmp_path, existing=['zones/' + BASE] + left + others, unmounted_receive=unmounted_receive)
     mbase, minc = image_manifest(BASE, b'base', 'none', name='base', version='1'), image_manifest(INC, b'inc', 'none', origin=BASE)
     publish(run, minc, b'inc')
     import_plan(run, plan_of(mbase, minc), {BASE: mbase, INC: minc})
@@ -1136,8 +1311,11 @@ def test_import_plan_image_imported_meanwhile_is_not_ours(tmp_path, locked):
                                    'it is not counted as changed by this task' % BASE]
     assert ('mark', BASE, True) in run.events
     assert [e[1] for e in run.events if e[0] == 'receive'] == [INC]
-    # the -partial seen under the lock is cleaned before the first attempt, without asking again
-    assert ('clean_partial', INC, True) in run.events
+    # the leftovers seen under the lock are cleaned before the first attempt, without asking again
+    assert [e for e in run.events if e[0] == 'clean_partial'] == [('clean_partial', INC, passed)]
+    assert [e for e in run.events if e[0] == 'destroy'] == [('destroy', n, True) for n in passed]
+    assert len([e for e in run.events if e[0] == 'which_exist']) == 1
+    assert run.backend.existing == set(['zones/' + BASE] + others + [n for n in left if n not in passed])
 
 
 def test_import_plan_origin_deleted_meanwhile(tmp_path, locked):
@@ -1167,9 +1345,10 @@ def test_import_plan_failed_origin_stops_its_chain_only(tmp_path, locked):
     assert run.result.data['imported'] == [(other, 1)]
 
 
+@pytest.mark.parametrize('unmounted_receive', [True, False], ids=['receive-u', 'no-receive-u'])
 @pytest.mark.parametrize('retries, attempts', [(0, None), (1, 2), (3, 2)])
-def test_import_one_retries_a_cut_download(tmp_path, locked, retries, attempts):
-    run = FakeRun(tmp_path, retries=retries)
+def test_import_one_retries_a_cut_download(tmp_path, locked, retries, attempts, unmounted_receive):
+    run = FakeRun(tmp_path, retries=retries, unmounted_receive=unmounted_receive)
     mbase = image_manifest(BASE, b'base', 'none')
     publish(run, mbase, b'base', cut=True)
     publish(run, mbase, b'base')
@@ -1181,7 +1360,9 @@ def test_import_one_retries_a_cut_download(tmp_path, locked, retries, attempts):
     import_plan(run, plan_of(mbase), {BASE: mbase})
     assert run.result.data['imported'] == [(BASE, attempts)]
     # every attempt starts from a clean slate: the first with the answer from the re-check, then asking again
-    assert [e for e in run.events if e[0] == 'clean_partial'] == [('clean_partial', BASE, False), ('clean_partial', BASE, None)]
+    assert [e for e in run.events if e[0] == 'clean_partial'] == [('clean_partial', BASE, []), ('clean_partial', BASE, None)]
+    # the second attempt asks again, for this mode's leftovers
+    assert [e for e in run.events if e[0] == 'which_exist'][1:] == [('which_exist', sorted(leftovers_of(BASE, unmounted_receive)))]
 
 
 @pytest.mark.parametrize('content_length, size, text', [

@@ -1,4 +1,4 @@
-"""Remove everything the openzfs_tier target built or installed, on the managed node.
+"""Remove everything an integration target built or installed, on the managed node.
 
     cleanup.py TOOLS_DIR POOL BUILD_POOL IMGAPI_URL STATE_FILE
 

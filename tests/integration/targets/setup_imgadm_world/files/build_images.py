@@ -1,4 +1,4 @@
-"""Build the test images of the openzfs_tier target in one go, on the managed node.
+"""Build the test images of an integration target in one go, on the managed node.
 
     build_images.py --tools DIR --pool BUILD_POOL --out-dir DIR --state-file F
                     (--server-data-dir DIR | --publish-url URL) SPEC_JSON
