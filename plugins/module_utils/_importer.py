@@ -53,6 +53,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -417,43 +418,41 @@ def stream_into_zfs(chunks, receive_argv, decompressor_argv=None, want_md5=False
     stats = StreamStats()
     sha1 = hashlib.sha1()
     md5 = hashlib.md5() if want_md5 else None  # IMGAPI's Content-MD5, only when there is no sha1
-    hold = gate() if gate is not None else None
-    if hold is not None:
-        hold.__enter__()
+    with gate() if gate is not None else contextlib.nullcontext():
+        return _run_pipeline(chunks, stats, sha1, md5, env, receive_argv, decompressor_argv, label, timeout)
+
+
+def _run_pipeline(chunks, stats, sha1, md5, env, receive_argv, decompressor_argv, label, timeout):
     procs = []
     drains = []
     t0 = time.time()
     try:
-        try:
-            recv_stdin = subprocess.PIPE
-            dec = None
-            if decompressor_argv:
-                # run_command cannot stream: the pipeline needs its own processes
-                dec = subprocess.Popen(  # pylint: disable=consider-using-with,ansible-bad-function
-                    decompressor_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True)
-                procs.append(dec)
-                recv_stdin = dec.stdout
-            recv = subprocess.Popen(  # pylint: disable=consider-using-with,ansible-bad-function
-                receive_argv, stdin=recv_stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, close_fds=True)
-            procs.append(recv)
-            if dec is not None:
-                dec.stdout.close()  # the receive holds the read end now
-                sink = dec.stdin
-            else:
-                sink = recv.stdin
-            for p in procs:
-                d = _Drain(p.stderr)
-                d.start()
-                drains.append(d)
-        except OSError as e:
-            for p in procs:
-                _kill(p)
-            _reap(procs, 5)
-            raise ZfsError('cannot start the import pipeline for %s: %s' % (label, e))
-        return _pump(chunks, stats, sha1, md5, sink, dec, recv, procs, drains, receive_argv, decompressor_argv, label, timeout, t0)
-    finally:
-        if hold is not None:
-            hold.__exit__(None, None, None)
+        recv_stdin = subprocess.PIPE
+        dec = None
+        if decompressor_argv:
+            # run_command cannot stream: the pipeline needs its own processes
+            dec = subprocess.Popen(  # pylint: disable=consider-using-with,ansible-bad-function
+                decompressor_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True)
+            procs.append(dec)
+            recv_stdin = dec.stdout
+        recv = subprocess.Popen(  # pylint: disable=consider-using-with,ansible-bad-function
+            receive_argv, stdin=recv_stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, close_fds=True)
+        procs.append(recv)
+        if dec is not None:
+            dec.stdout.close()  # the receive holds the read end now
+            sink = dec.stdin
+        else:
+            sink = recv.stdin
+        for p in procs:
+            d = _Drain(p.stderr)
+            d.start()
+            drains.append(d)
+    except OSError as e:
+        for p in procs:
+            _kill(p)
+        _reap(procs, 5)
+        raise ZfsError('cannot start the import pipeline for %s: %s' % (label, e))
+    return _pump(chunks, stats, sha1, md5, sink, dec, recv, procs, drains, receive_argv, decompressor_argv, label, timeout, t0)
 
 
 def _pump(chunks, stats, sha1, md5, sink, dec, recv, procs, drains, receive_argv, decompressor_argv, label, timeout, t0):

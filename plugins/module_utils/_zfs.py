@@ -323,7 +323,10 @@ class CliBackend(ZfsBackend):
 
     def _settle(self, name):
         """Wait (at most the gate's timeout) until the mount of filesystem ``name``, if mounted, answers a stat."""
-        props = self.get_properties([name], ['mounted', 'mountpoint']).get(name, {})
+        try:
+            props = self.get_properties([name], ['mounted', 'mountpoint']).get(name, {})
+        except DatasetNotFoundError:
+            return
         path = props.get('mountpoint')
         if props.get('mounted') != 'yes' or not path or not path.startswith('/'):
             return

@@ -106,6 +106,10 @@ options:
 notes:
   - The C(images.smartos.org) default source is used by the stock C(imgadm) while C(imgadm.conf) has no
     C(sources) key; adding a first source keeps it, as C(imgadm sources -a) does. Remove it explicitly, or use O(sources).
+  - C(imgadm.conf) is read, changed and written whole under a lock on C(IMGADM_DIR/.imgadm.conf.lock), through a
+    temporary file renamed over it. That keeps two tasks of this collection on one host from losing each other's
+    changes, and every reader from seeing a half-written file. It cannot keep out the stock C(imgadm sources -a/-d/-e),
+    which takes no lock: a stock change made between this module's read and write is lost (the last writer wins).
 seealso:
   - module: smartos.imgadm.imgadm_image
     description: Import images from the configured sources.

@@ -434,6 +434,7 @@ class RecordingGate(object):
         self.popens = popens
         self.fail = fail
         self.events = []
+        self.exc_types = []  # what each exit was told (a gate settles a new mount only after a success)
 
     def __call__(self):
         gate = self
@@ -447,6 +448,7 @@ class RecordingGate(object):
 
             def __exit__(self, *exc):
                 gate.events.append(('exit', len(gate.popens), all(p.returncode is not None for p in gate.popens)))
+                gate.exc_types.append(exc[0])
                 return False
 
         return Hold()
@@ -456,8 +458,9 @@ def test_gate_is_held_around_the_whole_pipeline(tmp_path, popens):
     gate = RecordingGate(popens)
     argv, dummy = receiver(tmp_path)
     stream_into_zfs(iter([b'abc']), argv, py(PASS), gate=gate)
-    # entered before any process started; left after both ended
+    # entered before any process started; left after both ended, told of no error
     assert gate.events == [('enter', 0), ('exit', 2, True)]
+    assert gate.exc_types == [None]
 
 
 def test_gate_is_left_on_failure(tmp_path, popens):
@@ -465,6 +468,7 @@ def test_gate_is_left_on_failure(tmp_path, popens):
     with pytest.raises(ZfsError):
         stream_into_zfs(iter(chunked(os.urandom(10000))), py(FAILER), gate=gate)
     assert gate.events == [('enter', 0), ('exit', 1, True)]
+    assert gate.exc_types == [ZfsError]  # the gate learns that the receive failed
 
 
 def test_a_gate_that_cannot_be_entered_starts_nothing(tmp_path, popens):
