@@ -98,6 +98,7 @@ class ImageRun(object):
         self.sources = ImageSources(p, result)
         self._lock = threading.Lock()
         self._decompressors = {}
+        self._parents = set()  # never-mounted parents of partial images known to exist, for every installer
         self._sysinfo = None
         for key in ('imported', 'imported_by_others', 'deleted', 'updated'):
             result.data.setdefault(key, [])
@@ -181,7 +182,7 @@ class ImageRun(object):
             return self._decompressors[compression]
 
     def installer(self):
-        return ZfsInstaller(self.backend, self.db, _Decompressors(self), self.params['command_timeout'])
+        return ZfsInstaller(self.backend, self.db, _Decompressors(self), self.params['command_timeout'], parents=self._parents)
 
     def record_import(self, manifest, source_url, compression, stats, attempts):
         """One image imported by this run: the result says so, and the task has changed."""

@@ -121,7 +121,11 @@ def import_plan(run, plan, manifests):
         finals = dict((u, '%s/%s' % (pool, u)) for u in order)
         installer = run.installer()
         partials = dict((u, installer.leftover_names(pool, u)) for u in plan)
-        found = run.backend.which_exist(list(finals.values()) + [n for names in partials.values() for n in names])
+        parent = installer.partial_parent(pool)
+        found = run.backend.which_exist(list(finals.values()) + [n for names in partials.values() for n in names]
+                                        + ([parent] if parent else []))
+        if parent in found:
+            installer.parents.add(parent)  # asked in the same question: no zfs call of its own
         todo = OrderedDict()
         for uuid, (manifest, source) in plan.items():
             if finals[uuid] in found:
@@ -238,11 +242,12 @@ class ZfsInstaller(object):
     the deadline of the receive (a stall, and the end after the last byte).
     """
 
-    def __init__(self, backend, db, decompressors, timeout):
+    def __init__(self, backend, db, decompressors, timeout, parents=None):
         self.backend = backend
         self.db = db
         self.decompressors = decompressors
         self.timeout = timeout
+        self.parents = parents if parents is not None else set()  # never-mounted parents known to exist (shared)
 
     PARTIAL_PARENT = 'imgadm-partial'
 
@@ -265,15 +270,23 @@ class ZfsInstaller(object):
         for name in found:
             self.backend.destroy(name, recursive=True)
 
+    def partial_parent(self, pool):
+        """The never-mounted parent the image is received under, or None (received as ``POOL/UUID-partial``)."""
+        parent = self.names(pool, '0')[1].rsplit('/', 1)[0]
+        return parent if '/' in parent else None
+
     def _ensure_parent(self, partial):
         """The never-mounted parent of ``POOL/imgadm-partial/UUID``, created once."""
         parent = partial.rsplit('/', 1)[0]
-        if '/' in parent and not self.backend.exists(parent):
+        if '/' not in parent or parent in self.parents:
+            return
+        if not self.backend.exists(parent):
             try:
                 self.backend.create_unmounted(parent)
             except ZfsError:
                 if not self.backend.exists(parent):  # created by a task beside this one: fine
                     raise
+        self.parents.add(parent)
 
     def receive(self, pool, manifest, chunks, compression, expected_size=None, expected_sha1=None, expected_md5=None,
                 source=None, verify=True):

@@ -321,14 +321,32 @@ class CliBackend(ZfsBackend):
             yield
             self._settle(target)
 
-    def _settle(self, name):
-        """Wait (at most the gate's timeout) until the mount of filesystem ``name``, if mounted, answers a stat."""
+    def _mounted_at(self, name):
+        """Where filesystem ``name`` is mounted, or None: from the kernel's mount table where there is
+        one (``/proc/self/mounts``, no zfs call), else from ``zfs get mounted,mountpoint``."""
+        try:
+            with open('/proc/self/mounts') as f:
+                table = f.read()
+        except (IOError, OSError):
+            table = None
+        if table is not None:
+            for line in table.splitlines():
+                fields = line.split(' ')
+                if len(fields) > 2 and fields[0] == name:
+                    # the table escapes space, tab, newline and backslash as octal
+                    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), fields[1])
+            return None
         try:
             props = self.get_properties([name], ['mounted', 'mountpoint']).get(name, {})
         except DatasetNotFoundError:
-            return
+            return None
         path = props.get('mountpoint')
-        if props.get('mounted') != 'yes' or not path or not path.startswith('/'):
+        return path if props.get('mounted') == 'yes' and path and path.startswith('/') else None
+
+    def _settle(self, name):
+        """Wait (at most the gate's timeout) until the mount of filesystem ``name``, if mounted, answers a stat."""
+        path = self._mounted_at(name)
+        if path is None:
             return
         done = threading.Event()
 

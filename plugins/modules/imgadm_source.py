@@ -109,7 +109,7 @@ notes:
   - C(imgadm.conf) is read, changed and written whole under a lock on C(IMGADM_DIR/.imgadm.conf.lock), through a
     temporary file renamed over it. That keeps two tasks of this collection on one host from losing each other's
     changes, and every reader from seeing a half-written file. It cannot keep out the stock C(imgadm sources -a/-d/-e),
-    which takes no lock: a stock change made between this module's read and write is lost (the last writer wins).
+    which takes no lock; a stock change made between this module's read and write is lost (the last writer wins).
 seealso:
   - module: smartos.imgadm.imgadm_image
     description: Import images from the configured sources.
