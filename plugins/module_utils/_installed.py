@@ -163,6 +163,8 @@ class InstalledImages(object):
         if pool not in found:
             raise PoolNotFoundError('pool "%s" does not exist (zfs list %s)' % (pool, pool), pool=pool)
         result = dict((u, None) for u in uuids)
+        for name in names:
+            self._known[name] = name in found  # what is_installed answers for the rest of the run
         if len(found) == 1:
             return result
         runner = self.backend.runner
