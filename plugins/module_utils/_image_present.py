@@ -98,6 +98,8 @@ def _import(run, tops):
         for m in chain:
             manifests.setdefault(m['uuid'], m)
         on_pool = run.backend.which_exist(['%s/%s' % (run.pool, m['uuid']) for m in chain[1:]])
+        for m in chain[1:]:
+            run.installed.mark(run.pool, m['uuid'], '%s/%s' % (run.pool, m['uuid']) in on_pool)
         for m in reversed(chain):
             if m['uuid'] not in plan and '%s/%s' % (run.pool, m['uuid']) not in on_pool:
                 plan[m['uuid']] = (m, source)

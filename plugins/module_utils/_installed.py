@@ -114,6 +114,7 @@ class InstalledImages(object):
         self.db = db
         self.run_zoneadm = run_zoneadm
         self._known = {}  # dataset -> exists, for this run (see ``mark``)
+        self._roots = None
 
     def is_installed(self, pool, uuid, fresh=False):
         """What the reference's ``get`` and import check: ``POOL/UUID`` exists.
@@ -144,12 +145,15 @@ class InstalledImages(object):
         return rec
 
     def zone_roots(self):
+        """The zone roots (``zone_roots``), asked of ``zoneadm`` once a run."""
         if self.run_zoneadm is None:
             return {}
-        rc, out, err = self.run_zoneadm()
-        if rc != 0:
-            raise CommandError('could not list zones: zoneadm exited %s: %s' % (rc, (err or out).strip()))
-        return zone_roots(out)
+        if self._roots is None:
+            rc, out, err = self.run_zoneadm()
+            if rc != 0:
+                raise CommandError('could not list zones: zoneadm exited %s: %s' % (rc, (err or out).strip()))
+            self._roots = zone_roots(out)
+        return self._roots
 
     def examine(self, pool, uuids):
         """``{uuid: None (not there) | 'image' | why it is not an image}`` for ``POOL/UUID`` of each uuid.
