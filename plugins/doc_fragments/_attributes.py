@@ -34,3 +34,11 @@ attributes:
     membership:
       - smartos.imgadm.imgadm
 '''
+
+    FACTS = r'''
+options: {}
+attributes:
+  facts:
+    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
+    support: full
+'''

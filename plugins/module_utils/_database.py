@@ -282,6 +282,26 @@ class ImageDatabase(object):
                 pass
         return OrderedDict([('manifest', OrderedDict([('uuid', uuid)])), ('zpool', pool)]), False
 
+    def read_many(self, keys):
+        """``{(pool, uuid): (record, found)}`` for many images, listing the directory once.
+
+        Only the files that exist are opened; the others get the minimal
+        record, as ``read`` gives.
+        """
+        try:
+            present = set(os.listdir(self.images_dir))
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise
+            present = set()
+        out = {}
+        for pool, uuid in keys:
+            if '%s-%s.json' % (pool, uuid) in present:
+                out[(pool, uuid)] = self.read(pool, uuid)
+            else:
+                out[(pool, uuid)] = (OrderedDict([('manifest', OrderedDict([('uuid', uuid)])), ('zpool', pool)]), False)
+        return out
+
     def write(self, pool, uuid, manifest, source=None):
         path = self.path(pool, uuid)
         try:

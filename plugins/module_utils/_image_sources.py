@@ -18,6 +18,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import threading
+
 from ansible_collections.smartos.imgadm.plugins.module_utils._database import ImgadmConfig
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     ActiveImageNotFoundError,
@@ -124,6 +126,52 @@ class ImageSources(object):
         self.result.data['selected'] = dict(uuid=manifest['uuid'], name=manifest.get('name'), version=manifest.get('version'),
                                             source=source.url, reason=reason)
         return manifest, source
+
+    def available(self, **filters):
+        """``imgadm avail``: ``[{manifest, source}]`` from every source, the sources asked at once.
+
+        Each source is listed with all its pages (ListImages, ``filters`` as
+        IMGAPI query parameters). An image several sources have is kept once,
+        from the first source in the configured order that has it (the
+        reference keeps the one that answered first, which varies from run to
+        run). A failing source is reported (``source_errors``, a warning) and
+        the others' images are still returned; with ``strict_sources`` the
+        first failure, in source order, fails the task.
+        """
+        sources = self.list()
+        answers = [None] * len(sources)
+
+        def one(i):
+            client = self.client(sources[i])
+            try:
+                answers[i] = ('ok', client.list_images(**filters))
+            except ImgapiError as e:
+                answers[i] = ('error', e)
+            except Exception as e:  # an unexpected failure of one source is still that source's failure
+                answers[i] = ('error', ImgapiError('%s: %s' % (sources[i].url, e), url=sources[i].url))
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(1, len(sources))]
+        for t in threads:
+            t.daemon = True
+            t.start()
+        one(0)
+        for t in threads:
+            t.join()
+        found = []
+        seen = set()
+        for source, (kind, value) in zip(sources, answers):
+            if kind == 'error':
+                self._failed(source, value)
+                continue
+            for manifest in value:
+                uuid = manifest.get('uuid') if isinstance(manifest, dict) else None
+                if uuid is None or uuid in seen:
+                    continue
+                seen.add(uuid)
+                found.append({'manifest': manifest, 'source': source.url})
+        return found
 
     def ancestry(self, manifest, source):
         """``[top, ..., base]`` manifests from ``source``; origins may be inactive."""

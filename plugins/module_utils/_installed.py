@@ -30,7 +30,7 @@ import re
 from collections import OrderedDict
 
 from ansible_collections.smartos.imgadm.plugins.module_utils._constants import POOL, UUID
-from ansible_collections.smartos.imgadm.plugins.module_utils._errors import CommandError, PoolNotFoundError
+from ansible_collections.smartos.imgadm.plugins.module_utils._errors import CommandError, PoolNotFoundError, ZfsError
 
 VMADM_FS_NAME_RE = re.compile(r'^(%s)/(%s)([-/]disk\d+)?$' % (POOL, UUID))
 VMADM_IMG_NAME_RE = re.compile(r'^(%s)/(%s)$' % (POOL, UUID))
@@ -80,11 +80,16 @@ def not_an_image(name, rows, roots, has_record):
 def parse_image_listing(rows, roots):
     """Images and their users from listing rows ``(name, origin, mountpoint, ignore)``.
 
-    Returns an OrderedDict ``dataset -> {'pool', 'uuid', 'clones': [...]}`` in listing order.
+    Returns an OrderedDict ``dataset -> {'pool', 'uuid', 'origin', 'has_final', 'clones',
+    'clone_names'}`` in listing order. ``clones`` are all the datasets cloned from the
+    image's snapshots, sorted (what deleting it would break); ``clone_names`` are those the
+    reference's ``imgadm list`` reports as ``cloneNames``: only vmadm-named ones
+    (``POOL/UUID``, ``POOL/UUID-diskN``, ``POOL/UUID/diskN``), in listing order.
     """
     has_final = set(r[0][:-6] for r in rows if r[0].endswith('@final'))
     images = OrderedDict()
     usage = {}
+    vmadm_usage = {}
     for name, origin, mountpoint, ignore in rows:
         # Every clone counts as a user, whatever its name: the reference counts only
         # vmadm-named ones, so its vacuum then fails on "filesystem has dependent clones".
@@ -92,6 +97,8 @@ def parse_image_listing(rows, roots):
             usage.setdefault(origin.split('@')[0], []).append(name)
         if not VMADM_FS_NAME_RE.match(name):
             continue
+        if origin and origin != '-':
+            vmadm_usage.setdefault(origin.split('@')[0], []).append(name)
         m = VMADM_IMG_NAME_RE.match(name)
         if not m or mountpoint in roots:
             continue
@@ -103,7 +110,80 @@ def parse_image_listing(rows, roots):
                         'has_final': name in has_final}
     for name, info in images.items():
         info['clones'] = sorted(usage.get(name, []))
+        info['clone_names'] = vmadm_usage.get(name, [])
     return images
+
+
+class Inventory(object):
+    """One look at the images on some pools: ``imgadm list -j``, ``get -r`` and ``ancestry``.
+
+    Built by ``InstalledImages.inventory`` from one ``zfs list`` (``rows``),
+    one ``zoneadm list`` (``roots``) and one pass over the database
+    (``records``: ``{(pool, uuid): (record, found)}``); it runs nothing itself.
+    """
+
+    def __init__(self, rows, roots, images, records):
+        self.rows = rows
+        self.roots = roots
+        self.images = images  # parse_image_listing(rows, roots)
+        self.records = records
+        self._names = None
+
+    def _record(self, pool, uuid):
+        rec, dummy = self.records[(pool, uuid)]
+        return OrderedDict(rec)
+
+    def entries(self):
+        """``imgadm list -j``: ``{manifest, zpool, source?, cloneNames, clones}`` per image, in listing order."""
+        out = []
+        for info in self.images.values():
+            rec = self._record(info['pool'], info['uuid'])
+            rec['cloneNames'] = list(info['clone_names'])
+            rec['clones'] = len(info['clone_names'])
+            out.append(rec)
+        return out
+
+    def exists(self, dataset):
+        if self._names is None:
+            self._names = set(r[0] for r in self.rows)
+        return dataset in self._names
+
+    def why_not(self, pool, uuid):
+        """None when ``POOL/UUID`` is an image or does not exist; else why it is not an image."""
+        ds = '%s/%s' % (pool, uuid)
+        if ds in self.images or not self.exists(ds):
+            return None
+        mine = [r for r in self.rows if r[0] == ds or r[0].startswith(ds + '@')]
+        # the list heuristic only: a dataset with neither record nor @final is listed as an image
+        return not_an_image(ds, mine, self.roots, True)
+
+    def get(self, pool, uuid, children=False):
+        """``imgadm get [-r]``: the record, with ``children.snapshots`` and ``children.clones``; None when not an image."""
+        ds = '%s/%s' % (pool, uuid)
+        if ds not in self.images:
+            return None
+        rec = self._record(pool, uuid)
+        if children:
+            below = (ds + '@', ds + '/')
+            at = ds + '@'
+            rec['children'] = OrderedDict([
+                ('snapshots', [r[0] for r in self.rows if r[0].startswith(below)]),
+                ('clones', [r[0] for r in self.rows if '@' not in r[0] and r[1].startswith(at)]),
+            ])
+        return rec
+
+    def ancestry(self, pool, uuid):
+        """``imgadm ancestry``: ``([records top to base], missing)``, ``missing`` the first origin not installed."""
+        chain = []
+        seen = set()
+        while uuid and uuid not in seen:
+            seen.add(uuid)
+            rec = self.get(pool, uuid)
+            if rec is None:
+                return chain, uuid
+            chain.append(rec)
+            uuid = rec['manifest'].get('origin')
+        return chain, None
 
 
 class InstalledImages(object):
@@ -184,16 +264,32 @@ class InstalledImages(object):
             result[uuid] = why or 'image'
         return result
 
+    def inventory(self, pools=None):
+        """An ``Inventory`` of ``pools`` (all pools when None): one ``zfs list``, one ``zoneadm``, one database pass."""
+        roots = self.zone_roots()
+        args = ['list', '-t', 'filesystem,volume,snapshot', '-H', '-o', LISTING_COLUMNS]
+        if pools:
+            args += ['-r'] + list(pools)
+        try:
+            rows = [tuple(r) for r in self.backend.runner.zfs_rows(*args, columns=4)]
+        except ZfsError:
+            if pools:
+                found = self.backend.which_exist(pools)
+                missing = [p for p in pools if p not in found]
+                if missing:
+                    raise PoolNotFoundError('pool "%s" does not exist (zfs list %s)' % (missing[0], missing[0]),
+                                            pool=missing[0])
+            raise
+        images = parse_image_listing(rows, roots)
+        records = self.db.read_many([(i['pool'], i['uuid']) for i in images.values()])
+        return Inventory(rows, roots, images, records)
+
     def list(self, pool):
         """Images on ``pool`` per the reference heuristic, with their records and clones."""
-        roots = self.zone_roots()
-        runner = self.backend.runner
-        rows = runner.zfs_rows('list', '-t', 'filesystem,volume,snapshot', '-H', '-o', LISTING_COLUMNS,
-                               '-r', pool, columns=4)
-        found = parse_image_listing([tuple(r) for r in rows], roots)
+        inv = self.inventory([pool])
         result = []
-        for ds, info in found.items():
-            rec, has_record = self.db.read(info['pool'], info['uuid'])
+        for ds, info in inv.images.items():
+            rec, has_record = inv.records[(info['pool'], info['uuid'])]
             result.append(dict(info, dataset=ds, record=rec, has_record=has_record))
         return result
 
@@ -228,5 +324,6 @@ def vacuum_plan(images, keep=()):
     return [by_ds[ds] for ds in order]
 
 
-__all__ = ('VMADM_FS_NAME_RE', 'VMADM_IMG_NAME_RE', 'zone_roots', 'not_an_image', 'parse_image_listing', 'InstalledImages',
+__all__ = ('VMADM_FS_NAME_RE', 'VMADM_IMG_NAME_RE', 'zone_roots', 'not_an_image', 'parse_image_listing', 'Inventory',
+           'InstalledImages',
            'vacuum_plan')

@@ -148,7 +148,8 @@ def test_parse_image_listing_keeps_listing_order_and_origin():
     assert found['zones/' + INC]['origin'] == 'zones/%s@final' % IMG
     assert found['zones/' + IMG]['origin'] is None
     assert found['zones/' + INC] == {'pool': 'zones', 'uuid': INC, 'origin': 'zones/%s@final' % IMG, 'has_final': True,
-                                     'clones': []}
+                                     'clones': [], 'clone_names': []}
+    assert found['zones/' + IMG]['clone_names'] == ['zones/' + INC]
 
 
 def test_parse_image_listing_has_final():
