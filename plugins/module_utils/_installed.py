@@ -210,19 +210,12 @@ class InstalledImages(object):
     def mark(self, pool, uuid, installed):
         self._known['%s/%s' % (pool, uuid)] = installed
 
-    def get(self, pool, uuid, children=False):
-        """The record as ``imgadm get [-r]`` shows it, or None when not installed."""
-        ds = '%s/%s' % (pool, uuid)
+    def get(self, pool, uuid):
+        """The record as ``imgadm get`` shows it, or None when not installed (``Inventory.get`` has ``-r``)."""
         if not self.is_installed(pool, uuid):
             return None
         rec, dummy = self.db.read(pool, uuid)
-        rec = OrderedDict(rec)
-        if children:
-            rec['children'] = OrderedDict([
-                ('snapshots', self.backend.list_snapshots(ds)),
-                ('clones', self.backend.dependent_clones(ds)),
-            ])
-        return rec
+        return OrderedDict(rec)
 
     def zone_roots(self):
         """The zone roots (``zone_roots``), asked of ``zoneadm`` once a run."""

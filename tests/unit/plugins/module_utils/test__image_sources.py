@@ -253,3 +253,42 @@ def test_sources_option_wins_over_imgadm_conf(tmp_path, servers):
     srcs, dummy = sources_for(tmp_path, [option_server.url])
     assert srcs.find(u(1))[0]['name'] == 'from-option'
     assert conf_server.requests('/images/') and len(option_server.requests('/images/')) == 1
+
+
+# ------------------------------------------------------------------ available (imgadm avail)
+
+def test_available_lists_every_source_once_each_image_first_source_wins(tmp_path, servers):
+    first = servers(manifest(1), manifest(2, name='two'))
+    second = servers(manifest(1, name='renamed'), manifest(3, name='three'), manifest(4, state='disabled'))
+    srcs, result = sources_for(tmp_path, [first.url, second.url])
+    found = srcs.available()
+    by_uuid = dict((i['manifest']['uuid'], i) for i in found)
+    assert sorted(by_uuid) == [u(1), u(2), u(3)]  # the disabled one is not listed (ListImages default: active)
+    assert (by_uuid[u(1)]['manifest']['name'], by_uuid[u(1)]['source']) == ('base', first.url)
+    assert by_uuid[u(3)]['source'] == second.url
+    assert [i['manifest']['uuid'] for i in found] == [u(1), u(2), u(3)]  # source order, then each source's order
+    assert len(first.requests('/images')) == 1 and len(second.requests('/images')) == 1
+    assert 'source_errors' not in result.data
+
+
+def test_available_a_dead_source_does_not_hide_the_others(tmp_path, servers):
+    live = servers(manifest(1), manifest(2))
+    srcs, result = sources_for(tmp_path, [DEAD, live.url])
+    found = srcs.available()
+    assert [i['manifest']['uuid'] for i in found] == [u(1), u(2)]
+    assert [e['source'] for e in result.data['source_errors']] == [DEAD]
+    assert len(result.warnings) == 1
+
+
+def test_available_strict_sources_fails(tmp_path, servers):
+    live = servers(manifest(1))
+    srcs, dummy = sources_for(tmp_path, [live.url, DEAD], strict_sources=True)
+    with pytest.raises(ImgapiConnectionError):
+        srcs.available()
+
+
+def test_available_passes_filters_to_every_source(tmp_path, servers):
+    first = servers(manifest(1, name='a'), manifest(2, name='b'))
+    second = servers(manifest(3, name='b'))
+    srcs, dummy = sources_for(tmp_path, [first.url, second.url])
+    assert [i['manifest']['uuid'] for i in srcs.available(name='b')] == [u(2), u(3)]

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 from collections import OrderedDict
 
 import pytest
@@ -386,8 +387,6 @@ def test_installed_get_and_is_installed(tmp_path):
     answers = [
         ('list -H -o name zones/' + IMG, (0, 'zones/%s\n' % IMG, '')),
         ('list -H -o name zones/' + OTHER, (1, '', "cannot open 'zones/%s': dataset does not exist\n" % OTHER)),
-        ('list -H -o name -t snapshot -s createtxg -d 1 zones/' + IMG, (0, 'zones/%s@final\n' % IMG, '')),
-        ('get -Hp -o name,value clones', (0, 'zones/%s@final\tzones/%s\n' % (IMG, VM), '')),
     ]
     inst, dummy = installed(tmp_path, answers)
     assert inst.is_installed('zones', IMG) is True
@@ -395,9 +394,6 @@ def test_installed_get_and_is_installed(tmp_path):
     assert inst.get('zones', OTHER) is None
     rec = inst.get('zones', IMG)
     assert list(rec) == ['manifest', 'zpool', 'source']
-    rec = inst.get('zones', IMG, children=True)
-    assert list(rec) == ['manifest', 'zpool', 'source', 'children']
-    assert rec['children'] == {'snapshots': ['zones/%s@final' % IMG], 'clones': ['zones/' + VM]}
 
 
 # ------------------------------------------------------------------ InstalledImages.examine
@@ -462,3 +458,106 @@ def test_examine_without_the_pool_is_pool_not_found(tmp_path, uuids):
     assert exc.value.code == 'PoolNotFound' and exc.value.details == {'pool': 'nopool'}
     assert str(exc.value).startswith('pool "nopool" does not exist')
     assert len(runner.run_command.calls) == 1 and zoneadm_calls == []
+
+
+# ------------------------------------------------------------------ Inventory (imgadm list -j, get -r, ancestry)
+
+def inventory_listing(pool='zones'):
+    """An image, an incremental on it, a VM, a disk clone, a non-vmadm clone, a zone root with @final, a child dataset."""
+    p = pool + '/'
+    return [
+        row(pool),
+        row(p + IMG), row(p + IMG + '@final'), row(p + IMG + '@manual'),
+        row(p + IMG + '/child'), row(p + IMG + '/child@snap'),
+        row(p + INC, p + IMG + '@final'), row(p + INC + '@final'),
+        row(p + VM, p + IMG + '@final', '/zones/' + VM),
+        row(p + VM2 + '-disk0', p + INC + '@final', '-'),
+        row(p + 'foo', p + IMG + '@manual'),
+        row(p + INC2, p + IMG + '@final', '/zones/' + INC2), row(p + INC2 + '@final'),  # a zone root with an @final
+        row(p + OTHER + '-partial'), row(p + OTHER + '-partial@final'),
+        row(p + 'imgadm-partial', '-', 'none'), row(p + 'imgadm-partial/' + OTHER), row(p + 'imgadm-partial/' + OTHER + '@final'),
+    ]
+
+
+def make_inventory(tmp_path, rows, zones, pools=None):
+    listing = '\n'.join('\t'.join(r) for r in rows) + '\n'
+    zlines = ''.join('%d:%s:running:%s:%s:joyent:excl:%d\n' % (i, z, path, z, i) for i, (z, path) in enumerate(zones, 1))
+    inst, runner = installed(tmp_path, [('list -t filesystem,volume,snapshot', (0, listing, ''))], zoneadm=(0, zlines, ''))
+    return inst.inventory(pools), runner
+
+
+def test_inventory_entries_are_imgadm_list_j(tmp_path):
+    db = ImageDatabase(str(tmp_path))
+    db.write('zones', IMG, OrderedDict([('v', 2), ('uuid', IMG), ('name', 'base')]), source='http://src')
+    db.write('zones', INC, OrderedDict([('v', 2), ('uuid', INC), ('name', 'inc'), ('origin', IMG)]))
+    inv, runner = make_inventory(tmp_path, inventory_listing(), [(VM, '/zones/' + VM), (INC2, '/zones/' + INC2)])
+    # one zfs list for everything (no pool given: all pools)
+    assert runner.run_command.calls == [
+        ['zfs', 'list', '-t', 'filesystem,volume,snapshot', '-H', '-o', 'name,origin,mountpoint,imgadm:ignore']]
+    entries = inv.entries()
+    assert [e['manifest']['uuid'] for e in entries] == [IMG, INC]
+    assert entries[0] == OrderedDict([
+        ('manifest', OrderedDict([('v', 2), ('uuid', IMG), ('name', 'base')])), ('zpool', 'zones'), ('source', 'http://src'),
+        ('cloneNames', ['zones/' + INC, 'zones/' + VM, 'zones/' + INC2]),  # vmadm names only, listing order
+        ('clones', 3)])
+    assert list(entries[0]) == ['manifest', 'zpool', 'source', 'cloneNames', 'clones']  # the reference's key order
+    assert entries[1]['cloneNames'] == ['zones/%s-disk0' % VM2] and entries[1]['clones'] == 1
+    assert 'source' not in entries[1]
+
+
+def test_inventory_get_r_children_and_not_images(tmp_path):
+    inv, dummy = make_inventory(tmp_path, inventory_listing(), [(VM, '/zones/' + VM), (INC2, '/zones/' + INC2)])
+    rec = inv.get('zones', IMG, children=True)
+    assert rec['manifest'] == {'uuid': IMG} and rec['zpool'] == 'zones'  # no record: the minimal one
+    # every line of `zfs list -t all -r POOL/UUID` after the first; every dataset whose origin is one of its snapshots
+    assert rec['children'] == {
+        'snapshots': ['zones/%s@final' % IMG, 'zones/%s@manual' % IMG, 'zones/%s/child' % IMG, 'zones/%s/child@snap' % IMG],
+        'clones': ['zones/' + INC, 'zones/' + VM, 'zones/foo', 'zones/' + INC2],
+    }
+    assert 'children' not in inv.get('zones', IMG)
+    assert inv.get('zones', VM) is None
+    assert 'zone root' in inv.why_not('zones', VM)
+    assert 'zone root' in inv.why_not('zones', INC2)
+    assert inv.why_not('zones', IMG) is None  # an image
+    assert inv.why_not('zones', OTHER) is None and inv.get('zones', OTHER) is None  # only -partial names: not there
+    assert inv.why_not('zones2', IMG) is None
+
+
+def test_inventory_ancestry(tmp_path):
+    db = ImageDatabase(str(tmp_path))
+    db.write('zones', INC, OrderedDict([('v', 2), ('uuid', INC), ('origin', IMG)]))
+    db.write('zones', INC2, OrderedDict([('v', 2), ('uuid', INC2), ('origin', OTHER)]))
+    rows = inventory_listing()[:8] + [row('zones/' + INC2, 'zones/%s@final' % IMG), row('zones/%s@final' % INC2)]
+    inv, dummy = make_inventory(tmp_path, rows, [])
+    chain, missing = inv.ancestry('zones', INC)
+    assert [r['manifest']['uuid'] for r in chain] == [INC, IMG] and missing is None
+    chain, missing = inv.ancestry('zones', INC2)  # its recorded origin is not installed
+    assert [r['manifest']['uuid'] for r in chain] == [INC2] and missing == OTHER
+    assert inv.ancestry('zones', VM) == ([], VM)
+
+
+def test_inventory_of_pools_and_a_missing_pool(tmp_path):
+    answers = [
+        ('list -t filesystem,volume,snapshot -H -o name,origin,mountpoint,imgadm:ignore -r zones2 nope',
+         (1, '', "cannot open 'nope': dataset does not exist\n")),
+        ('list -H -o name zones2 nope', (1, 'zones2\n', "cannot open 'nope': dataset does not exist\n")),
+    ]
+    inst, runner = installed(tmp_path, answers)
+    with pytest.raises(PoolNotFoundError) as exc:
+        inst.inventory(['zones2', 'nope'])
+    assert exc.value.details['pool'] == 'nope'
+
+
+def test_inventory_reads_the_database_in_one_pass(tmp_path, monkeypatch):
+    db = ImageDatabase(str(tmp_path))
+    db.write('zones', IMG, OrderedDict([('uuid', IMG)]))
+    listed = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, 'listdir', lambda path: listed.append(path) or real_listdir(path))
+    opened = []
+    real_read = ImageDatabase.read
+    monkeypatch.setattr(ImageDatabase, 'read', lambda self, p, u: opened.append(u) or real_read(self, p, u))
+    rows = [row('zones')] + [row('zones/%08x-0000-4000-8000-000000000000' % i) for i in range(50)] + [row('zones/' + IMG)]
+    inv, dummy = make_inventory(tmp_path, rows, [])
+    assert len(inv.entries()) == 51
+    assert len(listed) == 1 and opened == [IMG]  # one directory listing; only the file that exists is opened

@@ -72,6 +72,9 @@ def opts(rest):
 
 if args[:1] == ['list']:
     o, names = opts(args[1:])
+    if not names:  # every pool
+        names = [m for m in world if '/' not in m and '@' not in m]
+        o['-r'] = True
     types = (o.get('-t') or 'filesystem,volume').split(',')
     cols = o.get('-o', 'name').split(',')
     rc, out, err = 0, [], []
