@@ -61,7 +61,7 @@ options:
     description:
       - Keep only the images that match every filter, like the C(FIELD=VALUE) arguments of C(imgadm list) and
         C(imgadm avail). Applies to RV(ansible_facts.imgadm_images) and RV(ansible_facts.imgadm_available).
-      - A dict of C(FIELD: VALUE), or a list of C(FIELD=VALUE) strings.
+      - A dict of C(FIELD) to C(VALUE), or a list of C(FIELD=VALUE) strings.
       - C(FIELD) is a manifest field, dotted for nested ones (C(requirements.brand)), or one of the computed fields
         C(published_date), C(published) (C(published_at) without milliseconds), C(source), C(clones), C(zpool) and C(size).
       - A value V(true) or V(false) (a YAML boolean or the string) matches a boolean field exactly; C(~SUB) matches
@@ -188,9 +188,15 @@ ansible_facts:
       type: list
       elements: dict
       contains:
-        url: {description: The source URL, with C(?channel=) when it has one., type: str}
-        type: {description: V(imgapi), V(docker) or V(dsapi)., type: str}
-        insecure: {description: Present when the source sets it., type: bool}
+        url:
+          description: The source URL, with C(?channel=) when it has one.
+          type: str
+        type:
+          description: V(imgapi), V(docker) or V(dsapi).
+          type: str
+        insecure:
+          description: Present when the source sets it.
+          type: bool
     imgadm_available:
       description:
         - The images the sources offer (C(imgadm avail -j)), each once; with O(uuids), the manifests of the ones

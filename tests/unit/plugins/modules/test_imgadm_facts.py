@@ -166,14 +166,13 @@ def test_available_and_show(run_module, tmp_path):
     try:
         w = world_with(tmp_path)
         dead = 'http://127.0.0.1:1'
-        failed, result = run_module(imgadm_facts.main, facts_args(w, gather_subset=['available'], sources=[dead, srv.url],
-                                                                 retries=0, timeout=5))
+        args = facts_args(w, gather_subset=['available'], sources=[dead, srv.url], retries=0, timeout=5)
+        failed, result = run_module(imgadm_facts.main, args)
         assert not failed
         avail = result['ansible_facts']['imgadm_available']
         assert [(i['manifest']['uuid'], i['source']) for i in avail] == [(uuid_n(1), srv.url), (uuid_n(2), srv.url)]
         assert [e['source'] for e in result['source_errors']] == [dead]
-        failed, result = run_module(imgadm_facts.main, facts_args(w, gather_subset=['available'], sources=[dead, srv.url],
-                                                                 retries=0, timeout=5, strict_sources=True))
+        failed, result = run_module(imgadm_facts.main, dict(args, strict_sources=True))
         assert failed and dead in result['msg']
         # imgadm show: the uuids not installed, in any state, from the sources; an installed one is not asked for
         srv.clear_requests()
