@@ -24,7 +24,6 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._common import Comm
 from ansible_collections.smartos.imgadm.plugins.module_utils._database import ImageDatabase, ImgadmConfig, validate_pool_name
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import ImgapiError, UsageError
 from ansible_collections.smartos.imgadm.plugins.module_utils._filters import matches, parse_filters
-from ansible_collections.smartos.imgadm.plugins.module_utils._image_sources import ImageSources
 from ansible_collections.smartos.imgadm.plugins.module_utils._installed import InstalledImages
 from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import validate_uuid
 from ansible_collections.smartos.imgadm.plugins.module_utils._sources import effective_sources
@@ -92,6 +91,9 @@ def gather(module, result):
         facts['imgadm_sources'] = source_facts(p['imgadm_dir'])
 
     if 'available' in wanted:
+        # imported here: the HTTP client's imports (ssl, http.client) cost the other subsets time for nothing
+        from ansible_collections.smartos.imgadm.plugins.module_utils._image_sources import ImageSources
+
         sources = ImageSources(p, result)
         if uuids:
             facts['imgadm_available'] = _show(sources, not_installed, filters, result)
