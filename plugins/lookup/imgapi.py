@@ -19,7 +19,8 @@ description:
     them unless O(most_recent=true), which takes the newest by C(published_at).
   - With terms (image uuids) it fetches each image (GetImage) instead of searching, one result per term, in order.
   - Several O(url)s are asked at once; an image several of them have is taken from the first in O(url) order. A source
-    that fails is warned about and the others' answers are used; when every source fails, the lookup fails.
+    that fails is warned about and the others' answers are used; when every source fails, the lookup fails. With a
+    single O(url), its failure is the lookup's error.
   - The filters are sent to the server as they are, so the server's rules apply; for example a public IMGAPI answers
     O(state=all) and the other states as the stock IMGAPI does for anonymous callers (only active images, see the
     IMGAPI documentation).
@@ -30,9 +31,10 @@ author:
 options:
   _terms:
     description:
-      - Image uuids to fetch (GetImage) instead of searching; one result per uuid.
+      - Image uuids to fetch (GetImage) instead of searching; one result per uuid. A list given as a term is taken as
+        its uuids.
       - The search filters (O(name), O(version), O(os), O(type), O(owner), O(tags), O(public), O(most_recent)) cannot
-        be given with terms. O(state) applies: by default each image must be active, and the first source that has it
+        be given with terms. O(state) applies; by default each image must be active, and the first source that has it
         active answers.
     type: list
     elements: str
@@ -216,12 +218,18 @@ def _params(plugin):
         validate_certs=plugin.get_option('validate_certs'),
         timeout=float(timeout),
         retries=int(retries),
-        strict_sources=False,
+        # one source: its failure is the error itself (no warning first); several: warned, the others answer
+        strict_sources=len(urls) == 1,
     )
 
 
 def _describe(filters):
-    return ', '.join('%s=%s' % (k, v) for k, v in filters)
+    """``name=x, tag.k=v``: the filters as they are sent (booleans as ``true``/``false``)."""
+    def text(value):
+        if isinstance(value, bool):
+            return 'true' if value else 'false'
+        return value
+    return ', '.join('%s=%s' % (k, text(v)) for k, v in filters)
 
 
 def _label(manifest):
@@ -235,13 +243,15 @@ class LookupModule(LookupBase):
         params = _params(self)
         result = _LookupResult()
         sources = ImageSources(params, result)
+        # query('...', uuid_list) and with_smartos.imgadm.imgapi give the uuids as one list
+        terms = self._flatten(terms or [])
         try:
             if terms:
                 manifests = self._fetch(sources, result, terms)
             else:
                 manifests = [self._search(sources, result)]
         except ImgadmError as e:
-            raise AnsibleLookupError(str(e), orig_exc=e)
+            raise AnsibleLookupError(str(e)) from e
         if self.get_option('output') == 'uuid':
             return [m['uuid'] for m in manifests]
         return manifests
@@ -256,10 +266,12 @@ class LookupModule(LookupBase):
             raise AnsibleLookupError('image uuids (terms) and search options (%s) are mutually exclusive' % ', '.join(given))
         uuids = []
         for term in terms:
+            if not isinstance(term, str) or not term.strip():
+                raise AnsibleLookupError('term "%s" is not an image uuid' % (term,))
             try:
-                uuids.append(validate_uuid(term, field='_terms'))
+                uuids.append(validate_uuid(term.strip(), field='_terms'))
             except ImgadmError as e:
-                raise AnsibleLookupError('term %r is not an image uuid: %s' % (term, e))
+                raise AnsibleLookupError('term "%s" is not an image uuid: %s' % (term, e))
         state = self.get_option('state')
         manifests = []
         for uuid in uuids:

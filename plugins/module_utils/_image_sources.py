@@ -76,14 +76,17 @@ class ImageSources(object):
         """
         errors = []
         for source in self.list():
+            client = self.client(source)
             try:
-                manifest = self.client(source).get_image(uuid)
+                manifest = client.get_image(uuid)
             except ImgapiNotFoundError:
                 continue
             except ImgapiError as e:
                 errors.append(e)
                 self._failed(source, e)
                 continue
+            finally:
+                client.close()
             if ensure_active:
                 manifest = upgrade_manifest(manifest)
                 if manifest.get('state') != 'active':
@@ -142,15 +145,17 @@ class ImageSources(object):
         answers = [None] * len(sources)
 
         def one(i):
-            client = self.client(sources[i])
+            client = None
             try:
+                client = self.client(sources[i])
                 answers[i] = ('ok', client.list_images(**filters))
             except ImgapiError as e:
                 answers[i] = ('error', e)
             except Exception as e:  # an unexpected failure of one source is still that source's failure
                 answers[i] = ('error', ImgapiError('%s: %s' % (sources[i].url, e), url=sources[i].url))
             finally:
-                client.close()
+                if client is not None:
+                    client.close()
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(1, len(sources))]
         for t in threads:
