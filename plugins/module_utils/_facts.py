@@ -21,6 +21,7 @@ __metaclass__ = type
 from collections import OrderedDict
 
 from ansible_collections.smartos.imgadm.plugins.module_utils._common import CommandRunner, find_binary
+from ansible_collections.smartos.imgadm.plugins.module_utils._constants import UUID_RE
 from ansible_collections.smartos.imgadm.plugins.module_utils._database import ImageDatabase, ImgadmConfig, validate_pool_name
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import ImgapiError, UsageError
 from ansible_collections.smartos.imgadm.plugins.module_utils._filters import matches, parse_filters
@@ -61,6 +62,21 @@ def source_facts(imgadm_dir):
     return out
 
 
+def server_filters(filters):
+    """The filters IMGAPI's ListImages applies the same way (exact or ``~`` substring on a
+    top-level text field), to send along so that fewer images come back; every filter is
+    still applied to what comes back."""
+    out = {}
+    for path, wanted in filters:
+        if len(path) != 1 or path[0] not in ('name', 'version', 'os', 'type', 'owner') or isinstance(wanted, bool):
+            continue
+        value = '~' + wanted[1] if isinstance(wanted, tuple) else wanted
+        if path[0] == 'owner' and not UUID_RE.match(value):
+            continue
+        out[path[0]] = value
+    return out
+
+
 def gather(module, result):
     """Fill ``result`` with ``ansible_facts`` and the per-uuid answers."""
     p = module.params
@@ -98,7 +114,8 @@ def gather(module, result):
         if uuids:
             facts['imgadm_available'] = _show(sources, not_installed, filters, result)
         else:
-            facts['imgadm_available'] = [i for i in sources.available() if matches(i, filters)]
+            found = sources.available(**server_filters(filters))
+            facts['imgadm_available'] = [i for i in found if matches(i, filters)]
     result.data['gathered'] = wanted
 
 
@@ -155,4 +172,4 @@ def _show(sources, uuids, filters, result):
     return found
 
 
-__all__ = ('SUBSETS', 'subsets', 'source_facts', 'gather')
+__all__ = ('SUBSETS', 'subsets', 'source_facts', 'server_filters', 'gather')

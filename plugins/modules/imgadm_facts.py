@@ -285,7 +285,7 @@ def main():
         strict_sources=dict(type='bool', default=False),
         lock_dir=dict(type='path', default='/var/run'),
     )
-    run_module(spec, gather)
+    run_module(spec, gather, fast_exit=True)
 
 
 if __name__ == '__main__':

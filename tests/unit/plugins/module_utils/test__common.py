@@ -197,3 +197,22 @@ def test_run_module_success_passes_warnings_and_diff_only_with_diff(exits):
     assert exits == ['careful']
     failed, res = call(run, diff=True)
     assert res['diff'] == {'before': 'a\n', 'after': 'a\n'}
+
+
+def test_the_no_log_scrub_is_skipped_only_when_there_is_nothing_to_scrub(monkeypatch):
+    from ansible.module_utils import basic
+    from ansible_collections.smartos.imgadm.plugins.module_utils import _common
+
+    real = basic.remove_values
+    monkeypatch.setattr(basic, 'remove_values', real)
+
+    class Mod(object):
+        no_log_values = set(['s3cret'])
+
+    _common._skip_empty_scrub(Mod())
+    assert basic.remove_values is real
+    assert basic.remove_values({'a': 'the s3cret'}, Mod.no_log_values) == {'a': 'the ********'}
+    Mod.no_log_values = set()
+    _common._skip_empty_scrub(Mod())
+    big = {'manifests': [{'uuid': str(i)} for i in range(3)]}
+    assert basic.remove_values(big, set()) is big  # no copy

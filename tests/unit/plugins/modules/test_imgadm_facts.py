@@ -172,6 +172,11 @@ def test_available_and_show(run_module, tmp_path):
         avail = result['ansible_facts']['imgadm_available']
         assert [(i['manifest']['uuid'], i['source']) for i in avail] == [(uuid_n(1), srv.url), (uuid_n(2), srv.url)]
         assert [e['source'] for e in result['source_errors']] == [dead]
+        srv.clear_requests()
+        failed, result = run_module(imgadm_facts.main, dict(args, sources=[srv.url], filters={'name': '~srv', 'version': '1'}))
+        assert [i['manifest']['uuid'] for i in result['ansible_facts']['imgadm_available']] == [uuid_n(1), uuid_n(2)]
+        sent = [r['path'] for r in srv.requests('^/images')]
+        assert len(sent) == 1 and 'srv' in sent[0] and 'name=' in sent[0] and 'version=1' in sent[0]
         failed, result = run_module(imgadm_facts.main, dict(args, strict_sources=True))
         assert failed and dead in result['msg']
         # imgadm show: the uuids not installed, in any state, from the sources; an installed one is not asked for
@@ -186,3 +191,17 @@ def test_available_and_show(run_module, tmp_path):
         assert sorted(result['ansible_facts']['imgadm_image_info']) == [BASE]
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize('filters, sent', [
+    ({}, {}),
+    ({'name': 'base', 'version': '~24', 'os': 'smartos', 'type': 'zvol'}, {'name': 'base', 'version': '~24', 'os': 'smartos',
+                                                                          'type': 'zvol'}),
+    ({'owner': '00000000-0000-0000-0000-000000000000'}, {'owner': '00000000-0000-0000-0000-000000000000'}),
+    ({'owner': 'nobody'}, {}),  # the server would refuse it: filtered here only
+    ({'public': True, 'requirements.brand': 'lx', 'tags.role': 'db', 'published': '~2024'}, {}),  # not the server's way
+])
+def test_server_filters(filters, sent):
+    from ansible_collections.smartos.imgadm.plugins.module_utils._facts import server_filters
+    from ansible_collections.smartos.imgadm.plugins.module_utils._filters import parse_filters
+    assert server_filters(parse_filters(filters)) == sent
