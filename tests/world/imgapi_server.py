@@ -15,13 +15,22 @@ the server runs are picked up automatically.
 
 Run:  python imgapi_server.py --data-dir DIR [--port 0] [--port-file F]
           [--pid-file F] [--mode public|private|dc]
-          [--channels 'dev*,staging,release'] [fault flags]
+          [--channels 'dev*,staging,release'] [--max-page-size N]
+          [fault flags]
 The URL is printed on stdout line 1 once the server listens.
 
 In-process:  srv = start_server(data_dir, mode='public', channels=None,
-                                faults=None, ...)
+                                faults=None, max_page_size=None, ...)
              srv.url, srv.port, srv.set_faults(**rule), srv.requests(),
              srv.stop()
+
+Page cap (opt-in, off by default): --max-page-size N / max_page_size=N
+makes ListImages behave like a production IMGAPI on moray, which caps a
+query at 1000 rows: a request without `limit`, with `limit=0` (no limit)
+or with a limit larger than N returns at most N rows (a smaller positive
+limit and a negative one are unchanged). Without it the server is the
+local-database IMGAPI, which has no cap. With N = 1000 a client's
+sdc-clients paging loop really pages (bench/avail_bench.py uses it).
 
 Test-only endpoints (not part of IMGAPI, never logged or faulted):
     GET /__requests      the request log (list of dicts)
@@ -944,10 +953,15 @@ def parse_channels(spec):
 class App:
     def __init__(self, data_dir, mode="public", channels=None,
                  assume_auth=False, admin_uuid=DEFAULT_ADMIN_UUID,
-                 max_file_size=MAX_IMAGE_SIZE, verbose=False, faults=None):
+                 max_file_size=MAX_IMAGE_SIZE, verbose=False, faults=None,
+                 max_page_size=None):
         if mode not in ("public", "private", "dc"):
             raise ValueError("mode must be public, private or dc")
+        if max_page_size is not None and int(max_page_size) < 1:
+            raise ValueError("max_page_size must be at least 1")
         self.mode = mode
+        # ListImages row cap (moray's 1000); None = no cap (local database)
+        self.max_page_size = int(max_page_size) if max_page_size else None
         self.store = ImageStore(data_dir)
         self.channels = parse_channels(channels)
         self.channel_by_name = None
@@ -1868,6 +1882,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     continue
             hits.append((pa or 0, rec["uuid"], rec))
         hits.sort(key=lambda h: (h[0], h[1]), reverse=not asc)
+        cap = app.max_page_size
+        if cap is not None and (limit is None or limit == 0 or limit > cap):
+            limit = cap     # like moray: no limit / a larger one -> cap
         if limit is not None and limit:
             if limit < 0:
                 hits = []
@@ -2578,18 +2595,21 @@ class ServerHandle:
 
 def start_server(data_dir, port=0, mode="public", channels=None, faults=None,
                  assume_auth=False, admin_uuid=DEFAULT_ADMIN_UUID,
-                 max_file_size=MAX_IMAGE_SIZE, verbose=False):
+                 max_file_size=MAX_IMAGE_SIZE, verbose=False,
+                 max_page_size=None):
     """Start a server on 127.0.0.1 in a background thread.
 
     `channels`: None, 'dev*,staging,release' or a list; `faults`: None, a
-    dict (one rule) or a list of rule dicts (see FaultRule).
+    dict (one rule) or a list of rule dicts (see FaultRule);
+    `max_page_size`: None (no cap) or N, ListImages returns at most N rows
+    (see the module docstring).
     """
     if isinstance(faults, dict):
         faults = [faults]
     rules = [FaultRule(**r) for r in (faults or [])]
     app = App(data_dir, mode=mode, channels=channels, assume_auth=assume_auth,
               admin_uuid=admin_uuid, max_file_size=max_file_size,
-              verbose=verbose, faults=rules)
+              verbose=verbose, faults=rules, max_page_size=max_page_size)
     httpd = ImgapiHTTPServer(("127.0.0.1", port), Handler, app)
     t = threading.Thread(target=httpd.serve_forever,
                          kwargs={"poll_interval": 0.1},
@@ -2613,6 +2633,10 @@ def main(argv=None):
                    help="treat every request as authenticated")
     p.add_argument("--admin-uuid", default=DEFAULT_ADMIN_UUID)
     p.add_argument("--max-file-size", type=int, default=MAX_IMAGE_SIZE)
+    p.add_argument("--max-page-size", type=int, default=None, metavar="N",
+                   help="cap ListImages at N rows when it has no limit, "
+                        "limit=0 or a larger limit, as a production "
+                        "IMGAPI (moray) does at 1000 (default: no cap)")
     p.add_argument("--verbose", "-v", action="store_true")
     g = p.add_argument_group("faults (one rule; or --faults JSON)")
     g.add_argument("--faults", help="JSON object or list of rule objects")
@@ -2659,7 +2683,8 @@ def main(argv=None):
     srv = start_server(a.data_dir, port=a.port, mode=a.mode,
                        channels=a.channels, faults=faults,
                        assume_auth=a.assume_auth, admin_uuid=a.admin_uuid,
-                       max_file_size=a.max_file_size, verbose=a.verbose)
+                       max_file_size=a.max_file_size, verbose=a.verbose,
+                       max_page_size=a.max_page_size)
     if a.pid_file:
         with open(a.pid_file, "w") as f:
             f.write("%d\n" % os.getpid())

@@ -237,6 +237,21 @@ def test_paging_marker_is_inclusive(paging_server):
     assert uuids(requests.get(url + "?limit=-1")) == []
 
 
+def test_max_page_size_caps_listimages_like_moray(make_server, tmp_path):
+    d = str(tmp_path / "capped")
+    for n in (4, 1, 5, 3, 2):
+        seed_image(d, n, published_at="2021-03-%02dT10:00:00.000Z" % n)
+    srv = make_server(data_dir=d, max_page_size=2)
+    url = srv.url + "/images"
+    assert uuids(requests.get(url)) == [u(1), u(2)]  # no limit: capped
+    assert uuids(requests.get(url + "?limit=0")) == [u(1), u(2)]
+    assert uuids(requests.get(url + "?limit=5")) == [u(1), u(2)]
+    assert uuids(requests.get(url + "?limit=1")) == [u(1)]  # a smaller limit stays
+    assert uuids(requests.get(url + "?limit=2&marker=" + u(2))) == [u(2), u(3)]
+    with pytest.raises(ValueError):
+        make_server(data_dir=d, max_page_size=0)
+
+
 def test_paging_desc_and_reference_loop(paging_server):
     url = paging_server.url + "/images"
     assert uuids(requests.get(url + "?sort=published_at.desc&limit=2")) \
