@@ -271,8 +271,8 @@ def run(argv, timeout, env=None, what=None, stdout=subprocess.PIPE):
         raise BenchError("%s: no exit within %s s (killed)" % (what, timeout))
     if p.returncode != 0:
         out = p.stdout.decode("utf-8", "replace") if isinstance(p.stdout, bytes) else ""
-        raise BenchError("%s failed (exit %d): %s" % (what, p.returncode,
-                                                     (p.stderr.decode("utf-8", "replace") + out).strip()[-2000:]))
+        err = (p.stderr.decode("utf-8", "replace") + out).strip()[-2000:]
+        raise BenchError("%s failed (exit %d): %s" % (what, p.returncode, err))
     return p
 
 
@@ -751,8 +751,8 @@ def print_report(res, args, info):
             if k in ph:
                 print("    %-62s %7.3f s" % ("  " * depth + k, ph[k]))
         top = sum(ph.get(k, 0.0) for k, depth in PHASE_ORDER[:-2] if depth == 0)
-        print("    %-62s %7.3f s" % ("other (runpy, main's own code) = total - the top-level phases",
-                                      ph.get(PHASE_TOTAL, 0.0) - top))
+        other = ph.get(PHASE_TOTAL, 0.0) - top
+        print("    %-62s %7.3f s" % ("other (runpy, main's own code) = total - the top-level phases", other))
         print("    %-62s %7.3f s" % ("interpreter start-up and final teardown = wall - total", res["phases_startup"]))
     if res.get("profile_lines"):
         print()
@@ -762,8 +762,8 @@ def print_report(res, args, info):
     print()
     ratio = m_med / b_med
     print("RATIO %s %.3f" % (name, ratio))
-    print("PEAK_RSS_MIB %s module %.1f baseline %.1f" % (name, max(r["rss_mib"] for r in mod),
-                                                      max(r["rss_mib"] for r in base)))
+    rss_mod, rss_base = max(r["rss_mib"] for r in mod), max(r["rss_mib"] for r in base)
+    print("PEAK_RSS_MIB %s module %.1f baseline %.1f" % (name, rss_mod, rss_base))
     print("REQUESTS %s module %d baseline %d" % (name, len(mod[0]["requests"]), len(base[0]["requests"])))
     for k, runs in res["variants"].items():
         print("RATIO_VARIANT %s %s %.3f" % (name, k, med(runs, "seconds") / b_med))

@@ -274,8 +274,8 @@ TEMPLATES = [
      "description": "A 64-bit SmartOS image with just essential packages installed. Ideal for users who are "
                     "comfortable with setting up their own environment and tools.",
      "homepage": "https://docs.tritondatacenter.com/public-cloud/instances/infrastructure/images/smartos/base",
-     "urn": "sdc:sdc:base-64-lts:", "requirements": {"min_platform": {"7.0": "20141030T081701Z"},
-                                                       "networks": [{"name": "net0", "description": "public"}]},
+     "urn": "sdc:sdc:base-64-lts:",
+     "requirements": {"min_platform": {"7.0": "20141030T081701Z"}, "networks": [{"name": "net0", "description": "public"}]},
      "tags": {"role": "os", "group": "base-64-lts"}},
     {"v": 2, "uuid": None, "owner": "00000000-0000-0000-0000-000000000000", "name": "ubuntu-16.04",
      "version": None, "state": "active", "disabled": False, "public": True, "published_at": None,
@@ -743,8 +743,8 @@ def print_report(case, procs, scale, info, args):
         print("    module - raw = %.3f s; module - raw - zoneadm - floor = %.3f s"
               % (case["module_median"] - case["raw_median"],
                  case["module_median"] - case["raw_median"] - case["zoneadm_median"] - case["floor_median"]))
-        print("    runs: raw %s; module %s" % (" ".join("%.3f" % x for x in case["raw_runs"]),
-                                                " ".join("%.3f" % x for x in case["module_runs"])))
+        raw_runs = " ".join("%.3f" % x for x in case["raw_runs"])
+        print("    runs: raw %s; module %s" % (raw_runs, " ".join("%.3f" % x for x in case["module_runs"])))
         print("    fastest runs: raw %.3f s, module %.3f s: ratio %.3f, module %s 1.15 * raw + 0.3 = %.3f s"
               % (case["raw_min"], case["module_min"], case["module_min"] / case["raw_min"],
                  "<=" if case["module_min"] <= TARGET_FACTOR * case["raw_min"] + TARGET_ADD else ">",

@@ -33,8 +33,6 @@ __metaclass__ = type
 
 import re
 
-from ansible.module_utils.six import integer_types, string_types
-
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import UsageError
 
 _MISSING = object()
@@ -53,13 +51,13 @@ def js_string(value):
         if value == int(value) and abs(value) < 1e21:
             return str(int(value))
         return repr(value)
-    if isinstance(value, integer_types):
+    if isinstance(value, int):
         return str(value)
     if isinstance(value, (list, tuple)):
         return ','.join('' if v is None else js_string(v) for v in value)
     if isinstance(value, dict):
         return '[object Object]'
-    return value if isinstance(value, string_types) else str(value)
+    return value if isinstance(value, str) else str(value)
 
 
 def parse_filters(value, field='filters'):
@@ -74,7 +72,7 @@ def parse_filters(value, field='filters'):
     elif isinstance(value, (list, tuple)):
         items = []
         for i, arg in enumerate(value):
-            if not isinstance(arg, string_types) or '=' not in arg:
+            if not isinstance(arg, str) or '=' not in arg:
                 raise UsageError('invalid filter %r in %s[%d]: must be FIELD=VALUE' % (arg, field, i), field=field)
             k, v = arg.split('=', 1)
             items.append((k, v))
@@ -82,7 +80,7 @@ def parse_filters(value, field='filters'):
         raise UsageError('%s must be a dict or a list of FIELD=VALUE strings' % field, field=field)
     filters = []
     for key, wanted in items:
-        if not isinstance(key, string_types) or not key or '' in key.split('.'):
+        if not isinstance(key, str) or not key or '' in key.split('.'):
             raise UsageError('invalid filter field %r in %s' % (key, field), field=field)
         if isinstance(wanted, bool):
             pass
@@ -104,7 +102,7 @@ def row(info):
     manifest = info.get('manifest') or {}
     out = dict(manifest)
     published_at = manifest.get('published_at')
-    if isinstance(published_at, string_types):
+    if isinstance(published_at, str):
         out['published_date'] = published_at[:10]
         out['published'] = _MILLIS_RE.sub('Z', published_at)
     for key in ('source', 'clones', 'zpool'):

@@ -195,8 +195,8 @@ def test_available_and_show(run_module, tmp_path):
 
 @pytest.mark.parametrize('filters, sent', [
     ({}, {}),
-    ({'name': 'base', 'version': '~24', 'os': 'smartos', 'type': 'zvol'}, {'name': 'base', 'version': '~24', 'os': 'smartos',
-                                                                          'type': 'zvol'}),
+    ({'name': 'base', 'version': '~24', 'os': 'smartos', 'type': 'zvol'},
+     {'name': 'base', 'version': '~24', 'os': 'smartos', 'type': 'zvol'}),
     ({'owner': '00000000-0000-0000-0000-000000000000'}, {'owner': '00000000-0000-0000-0000-000000000000'}),
     ({'owner': 'nobody'}, {}),  # the server would refuse it: filtered here only
     ({'public': True, 'requirements.brand': 'lx', 'tags.role': 'db', 'published': '~2024'}, {}),  # not the server's way
