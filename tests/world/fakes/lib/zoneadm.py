@@ -7,8 +7,12 @@ Zones come from $SMARTOS_FAKE_STATE/zones.json (default state dir
     zonepath (default /zones/UUID), brand (default "joyent"),
     ip_type (default "excl"), zoneid (default: a number when running,
     else "-").
-The global zone line `0:global:running:/::liveimg:shared` always comes
-first. Without -c only running zones are listed, with -i installed ones
+The VMs of the fake vmadm ($SMARTOS_FAKE_STATE/vms/UUID.json, see
+vmadm.py) are listed too, after those of zones.json (a uuid in both is
+listed once, from zones.json): zonename = uuid (or the record's zonename),
+zonepath and brand from the record, state running -> running, stopped ->
+installed. The global zone line `0:global:running:/::liveimg:shared` always
+comes first. Without -c only running zones are listed, with -i installed ones
 too. Anything else is a usage error (exit 1), as with zoneadm. Each call
 is appended to STATE/calls.log (JSON lines) when the state dir exists.
 """
@@ -17,6 +21,8 @@ import json
 import os
 import sys
 import time
+
+import vmadm as vmfake
 
 STATE = os.environ.get("SMARTOS_FAKE_STATE", "/var/tmp/smartos-fake-state")
 PROG = "zoneadm"
@@ -49,16 +55,32 @@ def load_zones():
               "zonepath": "/", "uuid": "", "brand": "liveimg",
               "ip_type": "shared"}]
     path = os.path.join(STATE, "zones.json")
-    if not os.path.exists(path):
-        return zones
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        sys.stderr.write("%s: cannot read %s: %s\n" % (PROG, path, e))
-        sys.exit(1)
+    data = []
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            sys.stderr.write("%s: cannot read %s: %s\n" % (PROG, path, e))
+            sys.exit(1)
     if isinstance(data, dict):
         data = data.get("zones", [])
+    try:
+        vms = vmfake.list_vms()
+    except vmfake.Exit as e:
+        sys.stderr.write("%s: %s\n" % (PROG, e.msg))
+        sys.exit(1)
+    seen = set(z.get("uuid") for z in data)
+    for vm in vms:
+        if vm["uuid"] in seen:
+            continue
+        data.append({"uuid": vm["uuid"],
+                     "zonename": vm.get("zonename") or vm["uuid"],
+                     "state": {"running": "running"}.get(vm.get("state"),
+                                                         "installed"),
+                     "zonepath": vm.get("zonepath",
+                                        "/zones/%s" % vm["uuid"]),
+                     "brand": vm.get("brand", "joyent")})
     next_id = 1
     for z in data:
         u = z.get("uuid", "")
