@@ -378,6 +378,19 @@ def test_vmadm_stop_from_the_script_halts_the_vm(vms):
     assert "Successfully completed stop" in vm.log()
 
 
+@pytest.mark.parametrize("cmd", ["shutdown -h now", "halt", "poweroff"])
+def test_guest_shutdown_commands_halt_the_fake_vm_not_the_host(vms, cmd):
+    vm = vms(script="mdata-put prepare-image:state success\n%s\necho after > after\n" % cmd)
+    assert vm.vmadm("start", VM1).returncode == 0
+    vm.wait_state("stopped")
+    wait_for(vm.last_run, what="the run to end")
+    assert not (vm.root / "after").exists()
+    # outside a fake VM they refuse
+    p = subprocess.run([os.path.join(BIN, cmd.split()[0])], capture_output=True, text=True, timeout=20,
+                       env=dict(os.environ, FAKE_VM_UUID=""))
+    assert p.returncode == 1 and "refusing" in p.stderr
+
+
 def test_vmadm_bhyve_without_zonepath_dir_runs_in_work_dir(vms):
     vm = vms(script="pwd > $FAKE_VM_ROOT/where\n", brand="bhyve",
              zonepath="/nonexistent/zones/" + VM1, bootrom="uefi",
