@@ -269,3 +269,80 @@ __all__ = (
     'UnexpectedNumberOfSnapshotsError', 'UncompressionError', 'ImageMissingOriginalSnapshotError',
     'OriginSnapshotMismatchError', 'NotAnImageError', 'PoolNotFoundError', 'CommandTimeoutError',
 )
+
+
+# ---- imgadm_create (the reference's codes for ``imgadm create``)
+
+class VmNotFoundError(ImgadmError):
+    code = 'VmNotFound'
+
+
+class VmNotStoppedError(ImgadmError):
+    code = 'VmNotStopped'
+
+
+class VmHasNoOriginError(ImgadmError):
+    code = 'VmHasNoOrigin'
+
+
+class OriginHasNoFinalSnapshotError(ImgadmError):
+    code = 'OriginHasNoFinalSnapshot'
+
+
+class MaxOriginDepthError(ImgadmError):
+    code = 'MaxOriginDepth'
+
+
+class PrepareImageError(ImgadmError):
+    code = 'PrepareImageError'
+
+
+class PrepareImageDidNotRunError(ImgadmError):
+    code = 'PrepareImageDidNotRun'
+
+
+class FileSystemError(ImgadmError):
+    code = 'FileSystem'
+
+
+class MultiError(ImgadmError):
+    """Several errors at once (a failed step and a failed cleanup): ``errors`` lists them."""
+
+    code = 'MultiError'
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        lines = ['multiple (%d) errors' % len(self.errors)]
+        for e in self.errors:
+            lines.append('    error (%s): %s' % (getattr(e, 'code', 'InternalError'), e))
+        super(MultiError, self).__init__('\n'.join(lines), errors=[
+            {'error_code': getattr(e, 'code', 'InternalError'), 'msg': str(e)} for e in self.errors])
+
+
+__all__ += (
+    'VmNotFoundError', 'VmNotStoppedError', 'VmHasNoOriginError', 'OriginHasNoFinalSnapshotError',
+    'MaxOriginDepthError', 'PrepareImageError', 'PrepareImageDidNotRunError', 'FileSystemError', 'MultiError',
+)
+
+
+# ---- imgadm_publish (HTTP Signature auth, publishing to an IMGAPI)
+
+class ImgapiUnauthorizedError(ImgapiError):
+    """HTTP 401 from an IMGAPI: no, bad or unknown credentials (the server's message is kept)."""
+
+    code = 'UnauthorizedError'
+
+
+class ImageUuidAlreadyExistsError(ImgadmError):
+    """The uuid to publish is taken on the server by an image that is not this one."""
+
+    code = 'ImageUuidAlreadyExists'
+
+
+class SigningError(ImgadmError):
+    """A request cannot be signed: unreadable, encrypted or non-RSA key, ssh-agent failure, openssl failure."""
+
+    code = 'SigningError'
+
+
+__all__ += ('ImgapiUnauthorizedError', 'ImageUuidAlreadyExistsError', 'SigningError')

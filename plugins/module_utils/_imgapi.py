@@ -16,10 +16,18 @@ retries with exponential backoff and ``Retry-After`` for idempotent
 requests, (connect, read) timeouts, and strict detection of truncated or
 reset downloads.
 
+Writes (AdminImportImage, CreateImage, AddImageFile, ActivateImage,
+DeleteImage) go through the same plumbing. An ``auth`` hook (see
+``_http_signature``) sets the credentials on every request to the source,
+computed per request so that each attempt has a fresh ``Date``. Requests
+that are not idempotent (POST, PUT) are never retried.
+
 Errors raised: ImgapiError (server error body, ``code`` = the body's code),
-ImgapiNotFoundError (404), ImgapiConnectionError (no answer, reset, timeout,
-truncated body), SourcePingError, InvalidUUIDError, UsageError and
-MissingLibraryError (``requests`` not installed).
+ImgapiNotFoundError (404), ImgapiUnauthorizedError (401),
+ImgapiConnectionError (no answer, reset, timeout, truncated body),
+UploadError (the server recorded another file than the one sent),
+SourcePingError, InvalidUUIDError, UsageError and MissingLibraryError
+(``requests`` not installed).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -30,6 +38,7 @@ import datetime
 import email.utils
 import json
 import math
+import os
 import platform
 import re
 import time
@@ -83,11 +92,13 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     ImgapiConnectionError,
     ImgapiError,
     ImgapiNotFoundError,
+    ImgapiUnauthorizedError,
     MissingLibraryError,
     SourcePingError,
+    UploadError,
     UsageError,
 )
-from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import validate_uuid
+from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import is_uuid, validate_uuid
 from ansible_collections.smartos.imgadm.plugins.module_utils._sources import norm_url, split_channel
 
 ACCEPT_VERSION = '~2'
@@ -99,6 +110,13 @@ IDEMPOTENT_METHODS = frozenset(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
 _NO_RETRY_5XX = frozenset([501, 505])
 
 _DSAPI_RE = re.compile(r'/datasets/?$')
+
+COMPRESSIONS = ('gzip', 'bzip2', 'xz', 'none')
+# server-managed fields that are never sent with AdminImportImage (the server ignores them)
+IMPORT_DROP_FIELDS = ('state', 'files', 'channels', 'icon', 'error')
+# ... and with CreateImage, which rejects them (422) or sets them itself
+CREATE_DROP_FIELDS = IMPORT_DROP_FIELDS + ('uuid', 'published_at', 'urn')
+_JSON_HEADERS = {'Content-Type': 'application/json'}
 
 
 # ---- URLs
@@ -234,11 +252,16 @@ class ImgapiClient(object):
     ``retries`` times on connection errors, timeouts, 408, 429 and 5xx, with
     ``backoff * 2**n`` seconds between tries, or the server's ``Retry-After``
     (capped at ``max_retry_after``).
+
+    ``auth`` is None or a callable that takes a prepared request, sets its
+    credential headers and returns it (``_http_signature.SignatureAuth``,
+    ``BasicAuth``); it is called for every request to the source (not for a
+    DSAPI file on another host), each attempt anew.
     """
 
     def __init__(self, url, channel=None, insecure=False, timeout=DEFAULT_TIMEOUT, retries=3, backoff=0.5,
                  user_agent=None, request_id=None, session=None, source_type='imgapi',
-                 page_size=DEFAULT_PAGE_SIZE, max_retry_after=MAX_RETRY_AFTER):
+                 page_size=DEFAULT_PAGE_SIZE, max_retry_after=MAX_RETRY_AFTER, auth=None):
         if not _load_requests():
             raise MissingLibraryError('requests', exception=REQUESTS_IMPORT_ERROR)
         if source_type not in SOURCE_TYPES:
@@ -262,6 +285,7 @@ class ImgapiClient(object):
             raise UsageError('page_size must be at least 1', field='page_size')
         self.user_agent = user_agent or default_user_agent()
         self.request_id = request_id or str(_uuid_mod.uuid4())
+        self.auth = auth
         self._sleep = time.sleep
 
         self._config_error = None
@@ -325,9 +349,12 @@ class ImgapiClient(object):
             out.append(('channel', channel))
         return out
 
-    def _send(self, method, url, params, headers, stream):
-        req = requests.Request(method, url, params=params, headers=headers or {})
+    def _send(self, method, url, params, headers, stream, data=None):
+        req = requests.Request(method, url, params=params, headers=headers or {}, data=data)
         prep = self.session.prepare_request(req)
+        if self.auth is not None and (url == self._base or url.startswith(self._base + '/')):
+            # per request (and per attempt): a signature covers a fresh Date
+            prep = self.auth(prep) or prep
         # verify=False stays False; True may become the REQUESTS_CA_BUNDLE path
         settings = self.session.merge_environment_settings(prep.url, {}, stream, self.verify, None)
         with warnings.catch_warnings():
@@ -335,8 +362,12 @@ class ImgapiClient(object):
                 warnings.simplefilter('ignore', _InsecureRequestWarning)
             return self.session.send(prep, timeout=self.timeout, allow_redirects=True, **settings)
 
-    def _request(self, method, path, params=None, headers=None, stream=False, channel=None, url=None):
-        """Send a request; return the ``requests.Response`` (status < 400) or raise."""
+    def _request(self, method, path, params=None, headers=None, stream=False, channel=None, url=None, data=None):
+        """Send a request; return the ``requests.Response`` (status < 400) or raise.
+
+        Only idempotent methods are retried; ``data`` (bytes or a file
+        object) is the request body.
+        """
         self._check_usable()
         if url is None:
             url = self._base + path
@@ -349,7 +380,7 @@ class ImgapiClient(object):
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                resp = self._send(method, url, params, headers, stream)
+                resp = self._send(method, url, params, headers, stream, data=data)
                 if not stream:
                     self._check_complete(resp, url)
             except _rexc.SSLError as exc:
@@ -427,7 +458,7 @@ class ImgapiClient(object):
             message = message.strip()
             if text:
                 message += ': %s' % text
-        cls = ImgapiNotFoundError if status == 404 else ImgapiError
+        cls = {404: ImgapiNotFoundError, 401: ImgapiUnauthorizedError}.get(status, ImgapiError)
         raise cls('%s: %s' % (url, message), url=url, status=status, code=code, body=body, **details)
 
     @staticmethod
@@ -571,8 +602,129 @@ class ImgapiClient(object):
         resp = self._request('GET', path, params=params, headers=headers, stream=True, channel=channel)
         return ImageFile(resp, self._base + path)
 
+    # -- writes (IMGAPI only)
+
+    def _check_writable(self):
+        self._check_usable()
+        if self.source_type != 'imgapi':
+            raise UsageError('"%s" source "%s" cannot be written to: only an IMGAPI can' % (self.source_type, self.url),
+                             field='url')
+
+    def _post_json(self, path, params, body, channel):
+        # always Content-Type: application/json: without it IMGAPI misreads the body, and POST /images crashes
+        data = json.dumps(body).encode('utf-8') if body is not None else None
+        resp = self._request('POST', path, params=params, headers=dict(_JSON_HEADERS) if data is not None else None,
+                             channel=channel, data=data)
+        return self._image_response(resp, self._base + path)
+
+    def _image_response(self, resp, url):
+        image = self._json(resp, url)
+        if not isinstance(image, dict):
+            raise ImgapiError('%s: unexpected response (not an image object)' % url, url=url, code='InvalidContent')
+        return image
+
+    @staticmethod
+    def _check_fields(manifest):
+        """Values that crash IMGAPI 4.13.1 or that it misreads are refused before sending."""
+        owner = manifest.get('owner')
+        if owner is not None and not is_uuid(owner):
+            raise UsageError('invalid manifest owner "%s": must be a lower-case UUID' % (owner,), field='owner')
+        for name in ('public', 'disabled'):
+            if name in manifest and not isinstance(manifest[name], bool):
+                raise UsageError('manifest "%s" must be true or false, not %r' % (name, manifest[name]), field=name)
+
+    def admin_import_image(self, manifest, channel=None):
+        """AdminImportImage: ``POST /images/<uuid>?action=import`` with the manifest; the unactivated image.
+
+        The uuid (and ``published_at``) are kept; the server ignores
+        ``state`` and ``files`` (not sent). In public and private mode it
+        sets the owner to ``00000000-0000-0000-0000-000000000000``.
+        """
+        self._check_writable()
+        if not isinstance(manifest, dict):
+            raise UsageError('manifest must be a dict', field='manifest')
+        uuid = validate_uuid(manifest.get('uuid'), field='uuid')
+        body = dict((k, v) for k, v in manifest.items() if k not in IMPORT_DROP_FIELDS)
+        self._check_fields(body)
+        return self._post_json('/images/%s' % uuid, [('action', 'import')], body, channel)
+
+    def create_image(self, manifest, owner, channel=None):
+        """CreateImage: ``POST /images`` with the manifest minus the server's own fields; the unactivated image.
+
+        ``owner`` (a uuid) is required: IMGAPI 4.13.1 crashes on a create
+        without one. The server picks the new uuid.
+        """
+        self._check_writable()
+        if not isinstance(manifest, dict):
+            raise UsageError('manifest must be a dict', field='manifest')
+        owner = validate_uuid(owner, field='owner')
+        body = dict((k, v) for k, v in manifest.items() if k not in CREATE_DROP_FIELDS)
+        body['owner'] = owner
+        self._check_fields(body)
+        return self._post_json('/images', None, body, channel)
+
+    def add_image_file(self, uuid, path, compression, sha1=None, size=None, channel=None, dataset_guid=None):
+        """AddImageFile: ``PUT /images/<uuid>/file?compression=..&sha1=..``, streamed from ``path``.
+
+        Sent with ``Content-Length`` and ``Content-Type:
+        application/octet-stream``; never retried. The returned image's
+        ``files[0]`` must have the ``sha1`` and ``size`` given (UploadError
+        otherwise).
+        """
+        self._check_writable()
+        validate_uuid(uuid)
+        if compression not in COMPRESSIONS:
+            raise UsageError('invalid compression "%s": must be one of %s' % (compression, ', '.join(COMPRESSIONS)),
+                             field='compression')
+        params = [('compression', compression)]
+        if sha1:
+            params.append(('sha1', sha1))
+        if dataset_guid:
+            params.append(('dataset_guid', str(dataset_guid)))
+        url = self._base + '/images/%s/file' % uuid
+        try:
+            f = open(path, 'rb')
+        except OSError as e:
+            raise UploadError('cannot read "%s" to upload it to image %s: %s' % (path, uuid, e.strerror or e),
+                              uuid=uuid, path=path)
+        with f:
+            length = os.fstat(f.fileno()).st_size
+            if size is not None and int(size) != length:
+                raise UploadError('"%s" is %d bytes, not %s: not uploading it to image %s' % (path, length, size, uuid),
+                                  uuid=uuid, path=path)
+            headers = {'Content-Type': 'application/octet-stream', 'Content-Length': str(length)}
+            resp = self._request('PUT', '/images/%s/file' % uuid, params=params, headers=headers, channel=channel,
+                                 data=f)
+        image = self._image_response(resp, url)
+        files = image.get('files') if isinstance(image.get('files'), list) else []
+        got = files[0] if files and isinstance(files[0], dict) else {}
+        problems = []
+        if sha1 and got.get('sha1') != sha1:
+            problems.append('sha1 %s, not %s' % (got.get('sha1'), sha1))
+        if got.get('size') != length:
+            problems.append('size %s, not %d' % (got.get('size'), length))
+        if problems:
+            raise UploadError('%s: the server recorded another file for image %s than the one sent (%s)'
+                              % (url, uuid, '; '.join(problems)), url=url, uuid=uuid)
+        return image
+
+    def activate_image(self, uuid, channel=None):
+        """ActivateImage: ``POST /images/<uuid>?action=activate``; the image (``state`` active or disabled)."""
+        self._check_writable()
+        validate_uuid(uuid)
+        return self._post_json('/images/%s' % uuid, [('action', 'activate')], None, channel)
+
+    def delete_image(self, uuid, channel=None, force_all_channels=False):
+        """DeleteImage: ``DELETE /images/<uuid>`` (204). Retried like a GET: deleting twice is harmless."""
+        self._check_writable()
+        validate_uuid(uuid)
+        params = [('force_all_channels', 'true')] if force_all_channels else None
+        resp = self._request('DELETE', '/images/%s' % uuid, params=params, channel=channel)
+        resp.close()
+
 
 __all__ = (
     'HAS_REQUESTS', 'REQUESTS_IMPORT_ERROR', 'ACCEPT_VERSION', 'DEFAULT_PAGE_SIZE', 'MAX_RETRY_AFTER',
+    'COMPRESSIONS', 'IMPORT_DROP_FIELDS', 'CREATE_DROP_FIELDS',
     'default_user_agent', 'parse_retry_after', 'ImageFile', 'ImgapiClient',
 )

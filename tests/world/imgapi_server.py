@@ -16,13 +16,39 @@ the server runs are picked up automatically.
 Run:  python imgapi_server.py --data-dir DIR [--port 0] [--port-file F]
           [--pid-file F] [--mode public|private|dc]
           [--channels 'dev*,staging,release'] [--max-page-size N]
-          [fault flags]
+          [--auth-keys DIR] [fault flags]
 The URL is printed on stdout line 1 once the server listens.
 
 In-process:  srv = start_server(data_dir, mode='public', channels=None,
-                                faults=None, max_page_size=None, ...)
+                                faults=None, max_page_size=None,
+                                auth_keys=None, ...)
              srv.url, srv.port, srv.set_faults(**rule), srv.requests(),
              srv.stop()
+
+HTTP Signature auth (opt-in, off by default; IMGAPI's authType
+"signature", imgapi.md section 9): --auth-keys DIR (files DIR/USER.keys,
+one ssh public key per line, as IMGAPI's etc/authkeys/local) or
+auth_keys={user: [ssh public key lines]} (or a directory path). Then:
+  - writes (POST/PUT/DELETE) need a valid signature: without an
+    Authorization header 401 {"code": "UnauthorizedError",
+    "message": "Unauthorized"};
+  - GET /ping, /images, /images/:uuid and /channels are passive: anonymous
+    is fine, but a sent Authorization header must verify;
+  - GET /images/:uuid/file, /icon and /jobs are never checked.
+The header is parsed as http-signature 0.10 parses it (the old Joyent
+"Signature" scheme: keyId = user name, signing string "date: <Date>" unless
+headers="..." says otherwise, 300 s clock skew) and IMGAPI's own checks
+follow (algorithms rsa-sha1, rsa-sha256, dsa-sha1; every key of the user is
+tried). 401 messages are the server's: "Unauthorized", "date was not in the
+request", "bad param format", "keyId was not specified", "clock skew of
+Ns was greater than 300s", 'Unauthorized ("HMAC-SHA256" is not a supported
+http-signature signing algorithm)', "ecdsa-sha256 is not supported"...
+An authenticated request is treated as IMGAPI treats one (ListImages any
+state, inclAdminFields, "pid" and "user" in /ping); the request log entry
+gets "user". POST /authkeys/reload (authenticated) rereads --auth-keys DIR.
+Verification uses the `cryptography` library; without it an auth-mode
+server refuses to start (the rest of the server stays standard-library
+only). Not in dc mode, which IMGAPI always runs without auth.
 
 Page cap (opt-in, off by default): --max-page-size N / max_page_size=N
 makes ListImages behave like a production IMGAPI on moray, which caps a
@@ -64,6 +90,7 @@ import threading
 import time
 import traceback
 import uuid as uuidlib
+import warnings
 from urllib.parse import parse_qs, unquote, urlsplit
 
 IMGAPI_VERSION = "4.13.1"
@@ -950,13 +977,218 @@ def parse_channels(spec):
     return out
 
 
+# ---------------------------------------------------------------------------
+# HTTP Signature auth (imgapi.md section 9)
+
+# http-signature 0.10's own algorithm list (parseRequest)
+HTTPSIG_ALGORITHMS = ["rsa-sha1", "rsa-sha256", "rsa-sha512", "dsa-sha1",
+                      "hmac-sha1", "hmac-sha256", "hmac-sha512"]
+# IMGAPI's list, checked after parsing (upper-cased, as parsed.algorithm)
+IMGAPI_SIG_ALGORITHMS = ["RSA-SHA1", "RSA-SHA256", "DSA-SHA1"]
+CLOCK_SKEW = 300
+
+
+class HttpSigError(Exception):
+    """An http-signature parse error; the message goes in the 401."""
+
+
+def _load_crypto():
+    """The cryptography pieces for verification, or None."""
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
+    except ImportError:
+        return None
+    return {"InvalidSignature": InvalidSignature, "hashes": hashes,
+            "serialization": serialization, "padding": padding, "rsa": rsa,
+            "dsa": dsa}
+
+
+def parse_signature_request(headers, method, url, http_version="1.1",
+                            now=None):
+    """http-signature 0.10 parseRequest: (keyId, algorithm upper-cased,
+    signature, signing string) or HttpSigError. `headers`: lower-case
+    name -> value."""
+    authz = headers.get("authorization")
+    if not authz:
+        raise HttpSigError("no authorization header present in the request")
+    scheme = ""
+    params = {}
+    in_params = False
+    sub = "name"
+    name = value = ""
+    for c in authz:
+        if not in_params:
+            if c != " ":
+                scheme += c
+            else:
+                in_params = True
+            continue
+        if sub == "name":
+            if "A" <= c <= "Z" or "a" <= c <= "z":
+                name += c
+            elif c == "=":
+                if not name:
+                    raise HttpSigError("bad param format")
+                sub = "quote"
+            else:
+                raise HttpSigError("bad param format")
+        elif sub == "quote":
+            if c == '"':
+                value = ""
+                sub = "value"
+            else:
+                raise HttpSigError("bad param format")
+        elif sub == "value":
+            if c == '"':
+                params[name] = value
+                sub = "comma"
+            else:
+                value += c
+        else:   # comma
+            if c == ",":
+                name = ""
+                sub = "name"
+            else:
+                raise HttpSigError("bad param format")
+    required = ["x-date" if headers.get("x-date") else "date"]
+    if params.get("headers"):
+        signed = params["headers"].split(" ")
+    else:
+        signed = ["x-date" if headers.get("x-date") else "date"]
+    if scheme != "Signature":
+        raise HttpSigError('scheme was not "Signature"')
+    if not params.get("keyId"):
+        raise HttpSigError("keyId was not specified")
+    if not params.get("algorithm"):
+        raise HttpSigError("algorithm was not specified")
+    if not params.get("signature"):
+        raise HttpSigError("signature was not specified")
+    algorithm = params["algorithm"].lower()
+    if algorithm not in HTTPSIG_ALGORITHMS:
+        raise HttpSigError("%s is not supported" % algorithm)
+    lines = []
+    for h in signed:
+        h = h.lower()
+        if h == "request-line":
+            lines.append("%s %s HTTP/%s" % (method, url, http_version))
+        else:
+            v = headers.get(h)
+            if not v:
+                raise HttpSigError("%s was not in the request" % h)
+            lines.append("%s: %s" % (h, v))
+    date = headers.get("x-date") or headers.get("date")
+    if date:
+        try:
+            when = email.utils.parsedate_to_datetime(date)
+        except (TypeError, ValueError, IndexError):
+            when = None   # JS: new Date(junk) is NaN, and NaN > x is false
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.timezone.utc)
+            ref = now if now is not None else time.time()
+            skew = abs(ref - when.timestamp())
+            if skew > CLOCK_SKEW:
+                raise HttpSigError("clock skew of %ss was greater than %ds"
+                                   % (js_str(round(skew * 1000) / 1000.0),
+                                      CLOCK_SKEW))
+    for h in required:
+        if h not in [x.lower() for x in signed]:
+            raise HttpSigError("%s was not a signed header" % h)
+    return (params["keyId"], algorithm.upper(), params["signature"],
+            "\n".join(lines))
+
+
+def load_auth_keys_dir(path):
+    """{user: [ssh public key lines]} from DIR/USER.keys files."""
+    keys = {}
+    for name in sorted(os.listdir(path)):
+        if not name.endswith(".keys"):
+            continue
+        with open(os.path.join(path, name)) as f:
+            lines = [ln.strip() for ln in f
+                     if ln.strip() and not ln.lstrip().startswith("#")]
+        keys[name[:-len(".keys")]] = lines
+    return keys
+
+
+class AuthKeys:
+    """The user -> public keys map of an auth-mode server."""
+
+    def __init__(self, source):
+        self.crypto = _load_crypto()
+        if self.crypto is None:
+            raise RuntimeError(
+                "HTTP Signature auth (auth_keys/--auth-keys) needs the "
+                "Python cryptography library, which is not installed")
+        self.dir = source if isinstance(source, str) else None
+        self.lock = threading.Lock()
+        self.keys = {}
+        self.load({} if self.dir else source)
+
+    def load(self, mapping=None):
+        if self.dir:
+            mapping = load_auth_keys_dir(self.dir)
+        parsed = {}
+        ser = self.crypto["serialization"]
+        for user, lines in (mapping or {}).items():
+            if isinstance(lines, str):
+                lines = [lines]
+            out = []
+            for line in lines:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")   # ssh-dss
+                        out.append(ser.load_ssh_public_key(
+                            line.strip().encode("ascii")))
+                except Exception:   # skipped, as IMGAPI skips a "bad ssh key"
+                    continue
+            parsed[user] = out
+        with self.lock:
+            self.keys = parsed
+
+    def get(self, user):
+        with self.lock:
+            return self.keys.get(user)
+
+    def verify(self, key, algorithm, signing_string, signature):
+        c = self.crypto
+        try:
+            sig = base64.b64decode(signature)
+        except (ValueError, TypeError):
+            return False
+        data = signing_string.encode("utf-8")
+        hash_cls = {"SHA1": c["hashes"].SHA1,
+                    "SHA256": c["hashes"].SHA256}[algorithm.split("-")[1]]
+        try:
+            if algorithm.startswith("RSA-"):
+                if not isinstance(key, c["rsa"].RSAPublicKey):
+                    return False
+                key.verify(sig, data, c["padding"].PKCS1v15(), hash_cls())
+            elif algorithm.startswith("DSA-"):
+                if not isinstance(key, c["dsa"].DSAPublicKey):
+                    return False
+                key.verify(sig, data, hash_cls())
+            else:
+                return False
+        except (c["InvalidSignature"], ValueError, TypeError):
+            return False
+        return True
+
+
 class App:
     def __init__(self, data_dir, mode="public", channels=None,
                  assume_auth=False, admin_uuid=DEFAULT_ADMIN_UUID,
                  max_file_size=MAX_IMAGE_SIZE, verbose=False, faults=None,
-                 max_page_size=None):
+                 max_page_size=None, auth_keys=None):
         if mode not in ("public", "private", "dc"):
             raise ValueError("mode must be public, private or dc")
+        if auth_keys is not None and mode == "dc":
+            raise ValueError("IMGAPI in dc mode runs without auth: "
+                             "auth_keys needs mode public or private")
+        # None: authType none; else HTTP Signature auth with these keys
+        self.auth = AuthKeys(auth_keys) if auth_keys is not None else None
         if max_page_size is not None and int(max_page_size) < 1:
             raise ValueError("max_page_size must be at least 1")
         self.mode = mode
@@ -1305,6 +1537,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._status_sent = None
         self._faults = None
         self._etag = None
+        self.remote_user = None
         self._req_id = (self.headers.get("x-request-id") or
                         self.headers.get("request-id") or
                         str(uuidlib.uuid4()))
@@ -1550,10 +1783,47 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                     [{"field": "account", "code": "Invalid"}])
         return acc or None
 
+    @property
+    def authed(self):
+        """An authenticated request (or a server told to assume one)."""
+        return self.app.assume_auth or self.remote_user is not None
+
+    def authenticate(self, passive):
+        """IMGAPI's reqSignatureAuth middleware (strict or passive)."""
+        auth = self.app.auth
+        if auth is None:
+            return
+        authz = self.headers.get("Authorization")
+        if not authz:
+            if passive:
+                return
+            raise ApiError(401, "UnauthorizedError", "Unauthorized")
+        hdrs = dict((k.lower(), v) for k, v in self.headers.items())
+        try:
+            key_id, alg, sig, signing = parse_signature_request(
+                hdrs, self.command, self.path,
+                self.request_version.split("/")[-1])
+        except HttpSigError as e:
+            raise ApiError(401, "UnauthorizedError", str(e))
+        if alg not in IMGAPI_SIG_ALGORITHMS:
+            raise ApiError(401, "UnauthorizedError",
+                           'Unauthorized ("%s" is not a supported '
+                           'http-signature signing algorithm)' % alg)
+        keys = auth.get(key_id)
+        if keys is None:
+            raise ApiError(401, "UnauthorizedError", "Unauthorized")
+        for key in keys:
+            if auth.verify(key, alg, signing, sig):
+                self.remote_user = key_id
+                if self._log_entry is not None:
+                    self._log_entry["user"] = key_id
+                return
+        raise ApiError(401, "UnauthorizedError", "Unauthorized")
+
     def incl_admin_fields(self):
         v = bool_from_string(self.qget("inclAdminFields"), False,
                              "inclAdminFields")
-        if v and self.app.mode != "dc" and not self.app.assume_auth:
+        if v and self.app.mode != "dc" and not self.authed:
             raise ApiError(401, "UnauthorizedError", 'Unauthorized (auth '
                            'required to use "inclAdminFields" parameter)')
         return v
@@ -1698,6 +1968,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             routes = {"GET": self.api_image_jobs}
         elif path == "/channels" and self.app.channel_by_name is not None:
             routes = {"GET": self.api_list_channels}
+        elif path == "/authkeys/reload" and self.app.auth is not None:
+            routes = {"POST": self.api_reload_auth_keys}
         if routes is None:
             raise ApiError(404, "ResourceNotFound",
                            "%s does not exist" % self.req_path,
@@ -1714,6 +1986,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                            "%s is not supported by %s %s"
                            % (av, m, self.req_path), prerouting=True)
         self.api_v2 = major >= 2
+        if self.app.auth is not None:
+            # per route, after routing and before the handler (restify)
+            if m != "GET":
+                self.authenticate(passive=False)
+            elif len(segs) == 3 and segs[0] == "images":
+                pass    # file, icon, jobs: never checked
+            else:
+                self.authenticate(passive=True)
         if len(segs) >= 2 and segs[0] == "images":
             self.path_uuid = segs[1]
             if not UUID_RE.match(segs[1]):
@@ -1738,11 +2018,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise invalid_parameter('unknown error name: "%s"' % err,
                                     [{"field": "error", "code": "Invalid"}])
         data = {"ping": "pong", "version": IMGAPI_VERSION, "imgapi": True}
-        if self.app.mode == "dc" or self.app.assume_auth:
+        if self.app.mode == "dc" or self.authed:
             data["pid"] = os.getpid()
-        if self.app.assume_auth:
-            data["user"] = "admin"
+        if self.authed:
+            data["user"] = self.remote_user or "admin"
         self._send_json(200, data)
+
+    def api_reload_auth_keys(self):
+        self.body.read_all()
+        self.app.auth.load()
+        self._send_json(200, {})
 
     def api_list_channels(self):
         self._send_json(200, self.app.channels)
@@ -1751,7 +2036,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         app = self.app
         channel = self.req_channel(allow_star=True)
         admin = self.incl_admin_fields()
-        limit_to_active = app.mode != "dc" and not app.assume_auth
+        limit_to_active = app.mode != "dc" and not self.authed
         limit = None
         raw_limit = self.qget("limit")
         if raw_limit:
@@ -2596,20 +2881,23 @@ class ServerHandle:
 def start_server(data_dir, port=0, mode="public", channels=None, faults=None,
                  assume_auth=False, admin_uuid=DEFAULT_ADMIN_UUID,
                  max_file_size=MAX_IMAGE_SIZE, verbose=False,
-                 max_page_size=None):
+                 max_page_size=None, auth_keys=None):
     """Start a server on 127.0.0.1 in a background thread.
 
     `channels`: None, 'dev*,staging,release' or a list; `faults`: None, a
     dict (one rule) or a list of rule dicts (see FaultRule);
     `max_page_size`: None (no cap) or N, ListImages returns at most N rows
-    (see the module docstring).
+    (see the module docstring); `auth_keys`: None (no auth) or
+    {user: [ssh public key lines]} or a directory of USER.keys files:
+    HTTP Signature auth (see the module docstring).
     """
     if isinstance(faults, dict):
         faults = [faults]
     rules = [FaultRule(**r) for r in (faults or [])]
     app = App(data_dir, mode=mode, channels=channels, assume_auth=assume_auth,
               admin_uuid=admin_uuid, max_file_size=max_file_size,
-              verbose=verbose, faults=rules, max_page_size=max_page_size)
+              verbose=verbose, faults=rules, max_page_size=max_page_size,
+              auth_keys=auth_keys)
     httpd = ImgapiHTTPServer(("127.0.0.1", port), Handler, app)
     t = threading.Thread(target=httpd.serve_forever,
                          kwargs={"poll_interval": 0.1},
@@ -2637,6 +2925,9 @@ def main(argv=None):
                    help="cap ListImages at N rows when it has no limit, "
                         "limit=0 or a larger limit, as a production "
                         "IMGAPI (moray) does at 1000 (default: no cap)")
+    p.add_argument("--auth-keys", default=None, metavar="DIR",
+                   help="HTTP Signature auth with the ssh public keys in "
+                        "DIR/USER.keys (needs the cryptography library)")
     p.add_argument("--verbose", "-v", action="store_true")
     g = p.add_argument_group("faults (one rule; or --faults JSON)")
     g.add_argument("--faults", help="JSON object or list of rule objects")
@@ -2680,11 +2971,17 @@ def main(argv=None):
     if rule:
         faults.append(rule)
 
-    srv = start_server(a.data_dir, port=a.port, mode=a.mode,
-                       channels=a.channels, faults=faults,
-                       assume_auth=a.assume_auth, admin_uuid=a.admin_uuid,
-                       max_file_size=a.max_file_size, verbose=a.verbose,
-                       max_page_size=a.max_page_size)
+    try:
+        srv = start_server(a.data_dir, port=a.port, mode=a.mode,
+                           channels=a.channels, faults=faults,
+                           assume_auth=a.assume_auth,
+                           admin_uuid=a.admin_uuid,
+                           max_file_size=a.max_file_size, verbose=a.verbose,
+                           max_page_size=a.max_page_size,
+                           auth_keys=a.auth_keys)
+    except (RuntimeError, ValueError, OSError) as e:
+        sys.stderr.write("imgapi_server: %s\n" % e)
+        return 2
     if a.pid_file:
         with open(a.pid_file, "w") as f:
             f.write("%d\n" % os.getpid())

@@ -1,5 +1,6 @@
 """Real HTTP tests of the test-world IMGAPI server (imgapi_server.py)."""
 
+import base64
 import hashlib
 import http.client
 import json
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import requests
@@ -806,3 +808,282 @@ def test_cli_server(tmp_path):
         rc = p.wait(10)
     assert rc == 0
     assert not os.path.exists(pid_file)
+
+
+# ---------------------------------------------------------------------------
+# HTTP Signature auth (imgapi.md section 9)
+
+def _rsa_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def sig_keys():
+    pytest.importorskip("cryptography")
+    from cryptography.hazmat.primitives.asymmetric import dsa
+    return {"alice": _rsa_key(), "other": _rsa_key(),
+            "dsa": dsa.generate_private_key(key_size=1024)}   # SSH: 1024
+
+
+def _publine(key):
+    from cryptography.hazmat.primitives import serialization
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # SSH DSA keys are deprecated
+        return key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH,
+            serialization.PublicFormat.OpenSSH).decode()
+
+
+def sig_headers(key, user="alice", algorithm="rsa-sha256", date=None,
+                signed=None, extra=None, url=None, method="GET"):
+    """Date + Authorization as http-signature 0.10 wants them."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import dsa, padding
+    date = date or imgapi_server.http_date()
+    hdrs = {"Date": date}
+    hdrs.update(extra or {})
+    lower = {k.lower(): v for k, v in hdrs.items()}
+    lines = []
+    for h in (signed or ["date"]):
+        if h == "request-line":
+            lines.append("%s %s HTTP/1.1" % (method, url))
+        else:
+            lines.append("%s: %s" % (h, lower[h]))
+    data = "\n".join(lines).encode()
+    hcls = hashes.SHA1 if algorithm.endswith("sha1") else hashes.SHA256
+    if isinstance(key, dsa.DSAPrivateKey):
+        sig = key.sign(data, hcls())
+    else:
+        sig = key.sign(data, padding.PKCS1v15(), hcls())
+    authz = 'Signature keyId="%s",algorithm="%s"' % (user, algorithm)
+    if signed:
+        authz += ',headers="%s"' % " ".join(signed)
+    authz += ',signature="%s"' % base64.b64encode(sig).decode()
+    hdrs["Authorization"] = authz
+    return hdrs
+
+
+@pytest.fixture
+def auth_server(make_server, sig_keys):
+    return make_server(auth_keys={
+        "alice": [_publine(sig_keys["alice"]), "ssh-rsa garbage"],
+        "dsa": [_publine(sig_keys["dsa"])]})
+
+
+def _unauth(r, message):
+    assert r.status_code == 401, r.text
+    assert r.json() == {"code": "UnauthorizedError", "message": message}
+    assert r.headers["Server"] == "imgapi/4.13.1"
+
+
+def test_auth_writes_need_a_signature(auth_server, sig_keys):
+    srv = auth_server
+    _unauth(requests.post(srv.url + "/images", json=manifest()),
+            "Unauthorized")
+    _unauth(requests.delete(srv.url + "/images/" + u(1)), "Unauthorized")
+    _unauth(requests.put(srv.url + "/images/%s/file?compression=none"
+                         % u(1), data=b"x"), "Unauthorized")
+    srv.reload()
+    assert srv.app.store.all() == []
+    # signed: the whole publish sequence works, and the log has the user
+    key = sig_keys["alice"]
+    r = requests.post(srv.url + "/images", json=manifest(),
+                      headers=sig_headers(key))
+    assert r.status_code == 200, r.text
+    uuid = r.json()["uuid"]
+    data = b"signed image"
+    r = requests.put(srv.url + "/images/%s/file?compression=none&sha1=%s"
+                     % (uuid, hashlib.sha1(data).hexdigest()), data=data,
+                     headers=sig_headers(key))
+    assert r.status_code == 200, r.text
+    r = requests.post(srv.url + "/images/%s?action=activate" % uuid,
+                      headers=sig_headers(key))
+    assert r.status_code == 200 and r.json()["state"] == "active"
+    assert [e.get("user") for e in srv.requests()][-3:] == ["alice"] * 3
+    r = requests.delete(srv.url + "/images/" + uuid, headers=sig_headers(key))
+    assert r.status_code == 204
+
+
+def test_auth_passive_and_unchecked_endpoints(auth_server, sig_keys,
+                                              tmp_path):
+    srv = auth_server
+    seed_image(srv.data_dir, 1)
+    for path in ("/ping", "/images", "/images/" + u(1)):
+        assert requests.get(srv.url + path).status_code == 200
+        # a sent Authorization must verify
+        bad = sig_headers(sig_keys["other"])
+        _unauth(requests.get(srv.url + path, headers=bad), "Unauthorized")
+        assert requests.get(srv.url + path, headers=sig_headers(
+            sig_keys["alice"])).status_code == 200
+    # file, icon, jobs: never checked, even with garbage
+    junk = {"Authorization": "Basic Zm9vOmJhcg=="}
+    r = requests.get(srv.url + "/images/%s/file" % u(1), headers=junk)
+    assert r.status_code == 200
+    r = requests.get(srv.url + "/images/%s/icon" % u(1), headers=junk)
+    assert r.status_code == 404   # no icon, but not a 401
+    # unknown routes: 404 before auth
+    r = requests.post(srv.url + "/nope")
+    assert r.status_code == 404
+
+
+def test_auth_channels_passive(make_server, sig_keys):
+    srv = make_server(channels="dev*,staging",
+                      auth_keys={"alice": [_publine(sig_keys["alice"])]})
+    assert requests.get(srv.url + "/channels").status_code == 200
+    _unauth(requests.get(srv.url + "/channels",
+                         headers=sig_headers(sig_keys["other"])),
+            "Unauthorized")
+
+
+def test_auth_ping_user_and_listing(auth_server, sig_keys):
+    srv = auth_server
+    assert requests.get(srv.url + "/ping").json() == {
+        "ping": "pong", "version": "4.13.1", "imgapi": True}
+    body = requests.get(srv.url + "/ping",
+                        headers=sig_headers(sig_keys["alice"])).json()
+    assert body["user"] == "alice" and body["pid"] == os.getpid()
+    seed_image(srv.data_dir, 2, state="unactivated", published_at=None)
+    assert uuids(requests.get(srv.url + "/images?state=unactivated")) == []
+    assert uuids(requests.get(srv.url + "/images?state=unactivated",
+                              headers=sig_headers(sig_keys["alice"]))) \
+        == [u(2)]
+    r = requests.get(srv.url + "/images?inclAdminFields=true")
+    assert r.status_code == 401
+    r = requests.get(srv.url + "/images?inclAdminFields=true",
+                     headers=sig_headers(sig_keys["alice"]))
+    assert r.status_code == 200
+
+
+def test_auth_error_messages(auth_server, sig_keys):
+    url = auth_server.url + "/images"
+    key = sig_keys["alice"]
+    body = manifest()
+
+    def post(headers):
+        return requests.post(url, json=body, headers=headers)
+
+    h = sig_headers(key)
+    del h["Date"]
+    _unauth(post(h), "date was not in the request")
+    _unauth(post({"Authorization": "Basic Ym9iOnMzY3JldA=="}),
+            "bad param format")
+    h = sig_headers(key)
+    h["Authorization"] = h["Authorization"].replace('keyId="alice",', "")
+    _unauth(post(h), "keyId was not specified")
+    _unauth(post({"Authorization": 'Signature keyId="alice",'
+                  'algorithm="rsa-sha256"', "Date": imgapi_server.http_date()}),
+            "signature was not specified")
+    h = sig_headers(key)
+    h["Authorization"] = h["Authorization"].replace("Signature ", "Sig ")
+    _unauth(post(h), 'scheme was not "Signature"')
+    old = imgapi_server.http_date(time.time() - 3600)
+    r = post(sig_headers(key, date=old))
+    assert r.status_code == 401
+    assert re.match(r"^clock skew of 3600(\.\d+)?s was greater than 300s$",
+                    r.json()["message"])
+    assert post(sig_headers(key, date=imgapi_server.http_date(
+        time.time() - 200))).status_code == 200
+    h = sig_headers(key)
+    h["Authorization"] = h["Authorization"].replace("rsa-sha256",
+                                                    "hmac-sha256")
+    _unauth(post(h), 'Unauthorized ("HMAC-SHA256" is not a supported '
+            'http-signature signing algorithm)')
+    h["Authorization"] = h["Authorization"].replace("hmac-sha256",
+                                                    "ecdsa-sha256")
+    _unauth(post(h), "ecdsa-sha256 is not supported")
+    h["Authorization"] = h["Authorization"].replace("ecdsa-sha256",
+                                                    "rsa-sha512")
+    _unauth(post(h), 'Unauthorized ("RSA-SHA512" is not a supported '
+            'http-signature signing algorithm)')
+    _unauth(post(sig_headers(key, user="nobody")), "Unauthorized")
+    _unauth(post(sig_headers(sig_keys["other"])), "Unauthorized")
+    h = sig_headers(key, signed=["request-line"], url="/images",
+                    method="POST")
+    _unauth(post(h), "date was not a signed header")
+
+
+def test_auth_algorithms_and_signed_headers(auth_server, sig_keys):
+    url = auth_server.url
+    key = sig_keys["alice"]
+    r = requests.post(url + "/images", json=manifest(),
+                      headers=sig_headers(key, algorithm="rsa-sha1"))
+    assert r.status_code == 200, r.text
+    r = requests.post(url + "/images", json=manifest(),
+                      headers=sig_headers(sig_keys["dsa"], user="dsa",
+                                          algorithm="dsa-sha1"))
+    assert r.status_code == 200, r.text
+    # a signature made with another hash than announced does not verify
+    h = sig_headers(key, algorithm="rsa-sha1")
+    h["Authorization"] = h["Authorization"].replace("rsa-sha1", "rsa-sha256")
+    _unauth(requests.post(url + "/images", json=manifest(), headers=h),
+            "Unauthorized")
+    h = sig_headers(key, signed=["date", "request-line"], method="POST",
+                    url="/images?channel=x")
+    # request-line covers the query: another query does not verify
+    _unauth(requests.post(url + "/images?channel=y", json=manifest(),
+                          headers=h), "Unauthorized")
+    h = sig_headers(key, signed=["date", "request-line"], method="POST",
+                    url="/images")
+    assert requests.post(url + "/images", json=manifest(),
+                         headers=h).status_code == 200
+    h = sig_headers(key, signed=["x-date"],
+                    extra={"x-date": imgapi_server.http_date()})
+    del h["Date"]
+    assert requests.post(url + "/images", json=manifest(),
+                         headers=h).status_code == 200
+
+
+def test_auth_keys_dir_reload_and_cli(tmp_path, sig_keys):
+    keys_dir = tmp_path / "authkeys"
+    keys_dir.mkdir()
+    (keys_dir / "alice.keys").write_text(
+        "# comment\n%s alice@host\n" % _publine(sig_keys["alice"]))
+    d = str(tmp_path / "data")
+    script = os.path.join(os.path.dirname(imgapi_server.__file__),
+                          "imgapi_server.py")
+    p = subprocess.Popen([sys.executable, script, "--data-dir", d,
+                          "--auth-keys", str(keys_dir)],
+                         stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        url = p.stdout.readline().strip()
+        r = requests.get(url + "/ping", headers=sig_headers(sig_keys["alice"]))
+        assert r.json()["user"] == "alice"
+        _unauth(requests.get(url + "/ping", headers=sig_headers(
+            sig_keys["other"], user="bob")), "Unauthorized")
+        (keys_dir / "bob.keys").write_text(_publine(sig_keys["other"]) + "\n")
+        _unauth(requests.post(url + "/authkeys/reload"), "Unauthorized")
+        r = requests.post(url + "/authkeys/reload",
+                          headers=sig_headers(sig_keys["alice"]))
+        assert r.status_code == 200 and r.json() == {}
+        r = requests.get(url + "/ping", headers=sig_headers(
+            sig_keys["other"], user="bob"))
+        assert r.json()["user"] == "bob"
+    finally:
+        p.terminate()
+        assert p.wait(10) == 0
+    # a missing keys directory is a clear start-up error
+    r = subprocess.run([sys.executable, script, "--data-dir", d,
+                        "--auth-keys", str(tmp_path / "missing")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=30, check=False)
+    assert r.returncode == 2 and "imgapi_server:" in r.stderr
+
+
+def test_auth_refused_in_dc_mode_and_without_crypto(tmp_path, monkeypatch):
+    with pytest.raises(ValueError):
+        imgapi_server.start_server(str(tmp_path / "d"), mode="dc",
+                                   auth_keys={})
+    monkeypatch.setattr(imgapi_server, "_load_crypto", lambda: None)
+    with pytest.raises(RuntimeError) as ei:
+        imgapi_server.start_server(str(tmp_path / "d"), auth_keys={})
+    assert "cryptography" in str(ei.value)
+
+
+def test_no_auth_by_default_ignores_authorization(make_server):
+    srv = make_server()
+    r = requests.post(srv.url + "/images", json=manifest(),
+                      headers={"Authorization": "Basic Zm9vOmJhcg=="})
+    assert r.status_code == 200
+    assert srv.requests()[-1]["headers"]["authorization"] == \
+        "Basic Zm9vOmJhcg=="
