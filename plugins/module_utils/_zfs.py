@@ -279,6 +279,24 @@ class ZfsBackend:
     def receive_argv(self, target, unmounted=True):
         raise NotImplementedError
 
+    # what imgadm_create needs
+
+    def snapshot(self, name):
+        """``zfs snapshot DATASET@SNAP``."""
+        raise NotImplementedError
+
+    def rollback(self, snapshot, recursive=True):
+        """``zfs rollback [-r] DATASET@SNAP``."""
+        raise NotImplementedError
+
+    def set_property(self, name, prop, value):
+        """``zfs set PROP=VALUE NAME``."""
+        raise NotImplementedError
+
+    def send_argv(self, snapshot, incremental_from=None):
+        """argv of ``zfs send [-i FROM] DATASET@SNAP``."""
+        raise NotImplementedError
+
 
 class CliBackend(ZfsBackend):
     """``ZfsBackend`` over the ``zfs`` command line.
@@ -589,6 +607,53 @@ class CliBackend(ZfsBackend):
             args.append('-u')
         args.append(target)
         return self.runner.zfs_argv(*args)
+
+    def send_argv(self, snapshot, incremental_from=None):
+        """argv of ``zfs send [-i FROM] DATASET@SNAP``, with no ``-p`` nor ``-r`` (as the stock ``imgadm create``)."""
+        _check_snapshot_name(snapshot)
+        args = ['send']
+        if incremental_from is not None:
+            args += ['-i', _check_snapshot_name(incremental_from)]
+        args.append(snapshot)
+        return self.runner.zfs_argv(*args)
+
+    # -- snapshots and properties (imgadm_create) -------------------------------
+
+    def snapshot(self, name):
+        """``zfs snapshot DATASET@SNAP`` (of that dataset only, not its children)."""
+        _check_snapshot_name(name)
+        self.runner.zfs('snapshot', name)
+
+    def rollback(self, snapshot, recursive=True):
+        """``zfs rollback [-r] DATASET@SNAP``; ``-r`` destroys the snapshots taken after it.
+
+        A rollback remounts a filesystem, so it is a mount change. Where zfs
+        answers "busy" (zfs-fuse, a mounted filesystem in use), the
+        filesystem is unmounted, the rollback retried and the filesystem
+        mounted again.
+        """
+        _check_snapshot_name(snapshot)
+        args = ['rollback'] + (['-r'] if recursive else []) + [snapshot]
+        with self.mount_changes():
+            try:
+                self.runner.zfs(*args)
+                return
+            except ZfsError as exc:
+                if not _is_busy(exc):
+                    raise
+            dataset = snapshot.split('@', 1)[0]
+            mounted = self._mounted_filesystems(dataset, False)
+            self._run_unmounted(args, mounted)
+            self._mount_quietly(mounted)
+
+    def set_property(self, name, prop, value):
+        """``zfs set PROP=VALUE NAME``."""
+        _check_name(name)
+        _check_prop(prop)
+        value = str(value)
+        if any(c in value for c in '\n\r\0'):
+            raise ValueError('invalid value for %s: %r' % (prop, value))
+        self.runner.zfs('set', '%s=%s' % (prop, value), name)
 
 
 def _to_bytes(name):
