@@ -294,6 +294,13 @@ class _Publish(object):
         self.check_mode = check_mode
         self.client = client
         self.summary = summary
+        self._verified = False
+
+    def _verify_file(self):
+        """The file's sha1 against the manifest, read once a run (before anything is created on the server)."""
+        if not self._verified:
+            _check_file_sha1(self.file, self.info)
+            self._verified = True
 
     def _step(self, text):
         self.result.action(text)
@@ -337,7 +344,7 @@ class _Publish(object):
             raise
 
     def _upload(self, uuid, m):
-        _check_file_sha1(self.file, self.info)
+        self._verify_file()
         self._step('upload %s (%d bytes, %s) to image %s' % (self.file, self.info['size'], self.info['compression'], uuid))
         self.client.add_image_file(uuid, self.file, self.info['compression'], sha1=self.info['sha1'],
                                    size=self.info['size'], dataset_guid=self.info.get('dataset_guid'))
@@ -425,14 +432,14 @@ class _Publish(object):
                                        'file sha1 %s' % f0['sha1'] if f0.get('sha1') else 'no file', self.info['sha1']),
                 uuid=uuid, url=self.client.url, state=existing.get('state'))
         if self.check_mode:
-            _check_file_sha1(self.file, self.info)
+            self._verify_file()
             self._step('import image %s into %s' % (_label(m), self.client.url))
             self._step('upload %s (%d bytes, %s) to image %s' % (self.file, self.info['size'], self.info['compression'], uuid))
             self._step('activate image %s' % _label(m))
             return _predicted(m, self.info, uuid)
 
         def create():
-            _check_file_sha1(self.file, self.info)
+            self._verify_file()
             self._step('import image %s into %s' % (_label(m), self.client.url))
             try:
                 image = self.client.admin_import_image(m)
@@ -458,14 +465,14 @@ class _Publish(object):
         if partial:
             return self._complete(partial[0])
         if self.check_mode:
-            _check_file_sha1(self.file, self.info)
+            self._verify_file()
             self._step('create image %s owned by %s on %s' % (_label(m), owner, self.client.url))
             self._step('upload %s (%d bytes, %s) to the new image' % (self.file, self.info['size'], self.info['compression']))
             self._step('activate the new image')
             return _predicted(m, self.info, None)
 
         def create():
-            _check_file_sha1(self.file, self.info)
+            self._verify_file()
             self._step('create image %s owned by %s on %s' % (_label(m), owner, self.client.url))
             image = self.client.create_image(m, owner)
             if not image.get('uuid'):

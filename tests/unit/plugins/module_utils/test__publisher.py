@@ -182,6 +182,20 @@ def test_import_with_auth_then_no_change(server, tmp_path, keys, image):
     assert writes(srv) == []
 
 
+@pytest.mark.parametrize('mode', ['import', 'create'])
+def test_the_file_is_hashed_once_a_publish(server, tmp_path, keys, image, monkeypatch, mode):
+    from ansible_collections.smartos.imgadm.plugins.module_utils import _publisher
+    real = _publisher._check_file_sha1
+    calls = []
+    monkeypatch.setattr(_publisher, '_check_file_sha1', lambda path, info: calls.append(path) or real(path, info))
+    srv = server()
+    manifest, path = image
+    more = dict(mode='create', owner='00000000-0000-0000-0000-000000000000') if mode == 'create' else {}
+    img = publish(signed(srv, tmp_path, keys, **more), manifest, path, new_result(), False)
+    assert img['state'] == 'active'
+    assert calls == [path]
+
+
 def test_check_mode_writes_nothing(server, tmp_path, keys, image):
     srv = server()
     manifest, path = image
