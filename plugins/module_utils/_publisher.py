@@ -440,13 +440,14 @@ class _Publish(object):
 
         def create():
             self._verify_file()
-            self._step('import image %s into %s' % (_label(m), self.client.url))
             try:
                 image = self.client.admin_import_image(m)
             except ImgadmError as e:
                 if getattr(e, 'status', None) == 409:
                     e.message += ' (it was created meanwhile, or it exists in another channel)'
                 raise
+            # a step, and a change, only once the server has the image (a refused import changed nothing)
+            self._step('import image %s into %s' % (_label(m), self.client.url))
             self.summary['created'] = True
             return image
 
@@ -473,10 +474,10 @@ class _Publish(object):
 
         def create():
             self._verify_file()
-            self._step('create image %s owned by %s on %s' % (_label(m), owner, self.client.url))
             image = self.client.create_image(m, owner)
             if not image.get('uuid'):
                 raise ImgadmError('%s: CreateImage returned no uuid' % self.client.url, code='InvalidContent')
+            self._step('create image %s owned by %s on %s' % (_label(m), owner, self.client.url))
             self.summary['created'] = True
             self.summary['uuid'] = image['uuid']
             return image

@@ -238,6 +238,8 @@ def test_unknown_user_and_no_auth(server, tmp_path, keys, image):
     assert 'wants an authenticated request' in str(exc.value)
     assert stored(srv) == []
     assert writes(srv) == [('POST', '/images/' + UUID)]
+    # a refused import changed nothing, and says so
+    assert not result.changed and result.actions == [] and not result.data['published']['changed']
 
 
 def test_same_uuid_other_file_is_an_error(server, tmp_path, keys, image):
