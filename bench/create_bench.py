@@ -748,8 +748,8 @@ def print_report(results, info, args):
     for r in results:
         if not r.get("error"):
             if r["kind"] == "create":
-                print("MIB_S %s data %.1f file %.1f (raw data %.1f)" % (r["name"], r["data_mib_s"], r["file_mib_s"],
-                                                                         r["raw_data_mib_s"]))
+                rates = (r["name"], r["data_mib_s"], r["file_mib_s"], r["raw_data_mib_s"])
+                print("MIB_S %s data %.1f file %.1f (raw data %.1f)" % rates)
             else:
                 print("MIB_S %s file %.1f (raw %.1f)" % (r["name"], r["file_mib_s"], r["raw_file_mib_s"]))
     sys.stdout.flush()
