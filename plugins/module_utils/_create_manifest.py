@@ -21,7 +21,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import math
 import os
 import re
 from collections import OrderedDict
@@ -31,6 +30,7 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     MaxOriginDepthError,
     VmHasNoOriginError,
 )
+from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import js_truthy
 
 MANIFEST_V = 2
 
@@ -46,19 +46,6 @@ COMPRESSION_EXTENSIONS = OrderedDict([('none', ''), ('gzip', '.gz'), ('bzip2', '
 
 _SLUG_DROP_RE = re.compile(r'[^A-Za-z0-9_\s._-]')
 _SLUG_DASH_RE = re.compile(r'[-\s]+')
-
-
-def _js_truthy(value):
-    """JavaScript truthiness: ``{}`` and ``[]`` are true, ``None``, ``False``, ``0`` and ``''`` are not."""
-    if value is None or value is False:
-        return False
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, (int, float)):
-        return not math.isnan(value) and value != 0
-    if isinstance(value, str):
-        return value != ''
-    return True
 
 
 def path_slugify(value):
@@ -84,7 +71,7 @@ def output_paths(prefix, manifest_type, compression):
 def needs_sysinfo(vm, given):
     """Whether ``build_manifest`` will need ``sysinfo`` (for ``requirements.min_platform``)."""
     reqs = given.get('requirements')
-    return vm.get('brand') in MIN_PLATFORM_BRANDS and not (isinstance(reqs, dict) and _js_truthy(reqs.get('min_platform')))
+    return vm.get('brand') in MIN_PLATFORM_BRANDS and not (isinstance(reqs, dict) and js_truthy(reqs.get('min_platform')))
 
 
 def build_manifest(given, vm, origin_manifest, sysinfo, incremental, new_uuid):

@@ -185,18 +185,4 @@ def send_to_file(send_argv, compressor_argv, path, timeout=None, label='image', 
     return stats
 
 
-def file_digest(path, chunk_size=CHUNK_SIZE):
-    """``(size, sha1 hex)`` of a file."""
-    sha1 = hashlib.sha1()
-    size = 0
-    with open(path, 'rb') as f:
-        while True:
-            chunk = f.read(chunk_size)
-            if not chunk:
-                break
-            sha1.update(chunk)
-            size += len(chunk)
-    return size, sha1.hexdigest()
-
-
-__all__ = ('CHUNK_SIZE', 'SendStats', 'send_to_file', 'file_digest')
+__all__ = ('CHUNK_SIZE', 'SendStats', 'send_to_file')

@@ -67,7 +67,7 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._create_manifest im
     output_prefix,
 )
 from ansible_collections.smartos.imgadm.plugins.module_utils._create_prepare import ERROR_KEY, STATE_KEY, Preparer
-from ansible_collections.smartos.imgadm.plugins.module_utils._create_send import file_digest, send_to_file
+from ansible_collections.smartos.imgadm.plugins.module_utils._create_send import send_to_file
 from ansible_collections.smartos.imgadm.plugins.module_utils._database import js_json_dumps
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     CommandError,
@@ -79,7 +79,7 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     VmNotStoppedError,
 )
 from ansible_collections.smartos.imgadm.plugins.module_utils._installed import InstalledImages
-from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import validate_manifest, validate_uuid
+from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import file_digest, validate_manifest, validate_uuid
 from ansible_collections.smartos.imgadm.plugins.module_utils._vmadm import image_source, prepare_datasets
 
 PRE_PREPARE = 'imgadm-create-pre-prepare'

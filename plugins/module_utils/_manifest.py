@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import hashlib
 import datetime
 import json
 import math
@@ -93,7 +94,7 @@ def validate_uuid(value, field='uuid'):
 
 # ---- JavaScript-flavoured helpers
 
-def _js_truthy(value):
+def js_truthy(value):
     """Truthiness as in JavaScript: only false, 0, NaN, '', null/undefined are falsy."""
     if value is None or value is False:
         return False
@@ -125,8 +126,8 @@ def _json_compact(value):
 
 def _manifest_version(manifest):
     v = manifest.get('v')
-    if not _js_truthy(v):
-        if _js_truthy(manifest.get('creator_uuid')):
+    if not js_truthy(v):
+        if js_truthy(manifest.get('creator_uuid')):
             return 1
         raise InvalidManifestError('manifest does not have a "v" field')
     if isinstance(v, bool):
@@ -150,7 +151,7 @@ def _compression_from_path(path):
 def _upgrade_to_2(old):
     if not is_uuid(old.get('uuid')):
         raise InvalidManifestError('cannot upgrade v1 manifest: invalid "uuid": %r' % (old.get('uuid'),))
-    if not _js_truthy(old.get('creator_uuid')):
+    if not js_truthy(old.get('creator_uuid')):
         raise InvalidManifestError('old DSAPI manifest does not have a "creator_uuid"')
     m = copy.deepcopy(old)
 
@@ -160,7 +161,7 @@ def _upgrade_to_2(old):
     for key in ('creator_uuid', 'vendor_uuid', 'creator_name', 'cloud_name', 'creator_admin'):
         m.pop(key, None)
 
-    if _js_truthy(m.get('restricted_to_uuid')):
+    if js_truthy(m.get('restricted_to_uuid')):
         if m.get('public') is not None:
             raise InvalidManifestError('cannot upgrade v1 manifest: it has both "public" and "restricted_to_uuid"')
         m['public'] = False
@@ -171,10 +172,10 @@ def _upgrade_to_2(old):
     m.pop('owner_uuid', None)
 
     # Boolean(disabled ?? false), with JavaScript truthiness
-    m['disabled'] = _js_truthy(m.get('disabled'))
+    m['disabled'] = js_truthy(m.get('disabled'))
     m['state'] = 'disabled' if m['disabled'] else 'active'
 
-    if not _js_truthy(m.get('published_at')) and _js_truthy(m.get('created_at')):
+    if not js_truthy(m.get('published_at')) and js_truthy(m.get('created_at')):
         m['published_at'] = m['created_at']
     published_at = m.get('published_at')
     if isinstance(published_at, str) and _NO_SECONDS_RE.search(published_at):
@@ -186,12 +187,12 @@ def _upgrade_to_2(old):
         for f in files:
             if not isinstance(f, dict):
                 continue
-            if not _js_truthy(f.get('compression')):
+            if not js_truthy(f.get('compression')):
                 f['compression'] = _compression_from_path(f.get('path') or f.get('url'))
             f.pop('path', None)
             f.pop('url', None)
 
-    if _js_truthy(m.get('image_size')):
+    if js_truthy(m.get('image_size')):
         try:
             size = float(m['image_size'])
         except (TypeError, ValueError):
@@ -374,7 +375,7 @@ def _cross_field_errors(m, mode):
         if key not in m:
             if mtype == 'zvol':
                 errs.append(_err(key, 'MissingParameter', '%s is required for a zvol image' % key))
-        elif mtype != 'zvol' and _js_truthy(m[key]):
+        elif mtype != 'zvol' and js_truthy(m[key]):
             errs.append(_err(key, 'Invalid', 'invalid image %s: %s (only allowed when image type is zvol)'
                              % (key, _json_compact(m[key]))))
 
@@ -503,7 +504,7 @@ def check_platform(manifest, sysinfo):
         return
     min_spec = reqs.get('min_platform')
     max_spec = reqs.get('max_platform')
-    if not _js_truthy(min_spec) and not _js_truthy(max_spec):
+    if not js_truthy(min_spec) and not js_truthy(max_spec):
         return
     sysinfo = sysinfo or {}
     plat_ver = sysinfo.get('SDC Version') or '6.5'
@@ -514,7 +515,7 @@ def check_platform(manifest, sysinfo):
 
     if isinstance(min_spec, dict) and min_spec:
         want = min_spec.get(plat_ver)
-        if _js_truthy(want):
+        if js_truthy(want):
             failed = ts is not None and ts < str(want)
         else:
             failed = plat_ver < sorted(str(k) for k in min_spec)[0]
@@ -524,7 +525,7 @@ def check_platform(manifest, sysinfo):
 
     if isinstance(max_spec, dict) and max_spec:
         want = max_spec.get(plat_ver)
-        if _js_truthy(want):
+        if js_truthy(want):
             failed = ts is not None and ts > str(want)
         else:
             failed = plat_ver > sorted(str(k) for k in max_spec)[-1]
@@ -541,6 +542,20 @@ def file_info(manifest):
     if isinstance(files, list) and files and isinstance(files[0], dict):
         return files[0]
     return None
+
+
+def file_digest(path, chunk_size=1 << 20):
+    """``(size, sha1 hex)`` of an image file, read once, for ``files[0].size`` and ``files[0].sha1``."""
+    sha1 = hashlib.sha1()
+    size = 0
+    with open(path, 'rb') as f:
+        while True:
+            chunk = f.read(chunk_size)
+            if not chunk:
+                break
+            sha1.update(chunk)
+            size += len(chunk)
+    return size, sha1.hexdigest()
 
 
 def parse_published_at(value):
@@ -563,6 +578,6 @@ def published_at_key(manifest):
 
 __all__ = (
     'HAS_JSONSCHEMA', 'JSONSCHEMA_IMPORT_ERROR', 'VALIDATION_MODES',
-    'is_uuid', 'validate_uuid', 'upgrade_manifest', 'manifest_errors', 'validate_manifest',
-    'valid_platform_timestamp', 'check_platform', 'file_info', 'parse_published_at', 'published_at_key',
+    'is_uuid', 'validate_uuid', 'js_truthy', 'upgrade_manifest', 'manifest_errors', 'validate_manifest',
+    'valid_platform_timestamp', 'check_platform', 'file_info', 'file_digest', 'parse_published_at', 'published_at_key',
 )

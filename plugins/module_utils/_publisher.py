@@ -42,7 +42,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import hashlib
 import json
 import os
 import re
@@ -70,6 +69,7 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._imgapi import (
     ImgapiClient,
 )
 from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import (
+    file_digest,
     file_info,
     published_at_key,
     upgrade_manifest,
@@ -97,7 +97,6 @@ PUBLISH_ARGS = dict(
 
 ACTIVATED_STATES = ('active', 'disabled')
 _SHA1_RE = re.compile(r'^[0-9a-f]{40}$')
-_CHUNK = 1 << 20
 
 
 # ---- inputs
@@ -180,24 +179,16 @@ def _check_file_size(path, info):
 
 def _check_file_sha1(path, info):
     """Stream the file through sha1; it must be the manifest's ``files[0].sha1``."""
-    digest = hashlib.sha1()
-    size = 0
     try:
-        with open(path, 'rb') as f:
-            while True:
-                chunk = f.read(_CHUNK)
-                if not chunk:
-                    break
-                size += len(chunk)
-                digest.update(chunk)
-    except OSError as e:
+        size, sha1 = file_digest(path)
+    except (IOError, OSError) as e:
         raise UsageError('cannot read file "%s": %s' % (path, e.strerror or e), field='file')
     if size != info['size']:
         raise UsageError('file "%s" is %d bytes, but the manifest\'s files[0].size says %d' % (path, size, info['size']),
                          field='file', manifest_field='files[0].size')
-    if digest.hexdigest() != info['sha1']:
+    if sha1 != info['sha1']:
         raise UsageError('file "%s" has sha1 %s, but the manifest\'s files[0].sha1 says %s'
-                         % (path, digest.hexdigest(), info['sha1']), field='file', manifest_field='files[0].sha1')
+                         % (path, sha1, info['sha1']), field='file', manifest_field='files[0].sha1')
 
 
 def _check_options(p):

@@ -548,6 +548,20 @@ class CliBackend(ZfsBackend):
             self._mount_quietly([n for n in mounted if self.exists(n)])
             raise
 
+    def _mount_change(self, args, dataset, recursive, remount=None):
+        """Run ``zfs ARGS``, a mount change; where zfs answers "busy", unmount ``dataset`` (and what is below it
+        with ``recursive``), run it again, and mount back what was mounted (named by ``remount(names)``)."""
+        with self.mount_changes():
+            try:
+                self.runner.zfs(*args)
+                return
+            except ZfsError as exc:
+                if not _is_busy(exc):
+                    raise
+            mounted = self._mounted_filesystems(dataset, recursive)
+            self._run_unmounted(args, mounted)
+            self._mount_quietly(remount(mounted) if remount else mounted)
+
     def destroy(self, name, recursive=False):
         """``zfs destroy [-r] NAME``; mounted filesystems are unmounted first.
 
@@ -576,16 +590,7 @@ class CliBackend(ZfsBackend):
         if '@' in old:
             self.runner.zfs(*args)
             return
-        with self.mount_changes():
-            try:
-                self.runner.zfs(*args)
-                return
-            except ZfsError as exc:
-                if not _is_busy(exc):
-                    raise
-            mounted = self._mounted_filesystems(old, True)
-            self._run_unmounted(args, mounted)
-            self._mount_quietly([new + n[len(old):] for n in mounted])
+        self._mount_change(args, old, True, remount=lambda names: [new + n[len(old):] for n in names])
 
     # -- streams ------------------------------------------------------------
 
@@ -634,17 +639,7 @@ class CliBackend(ZfsBackend):
         """
         _check_snapshot_name(snapshot)
         args = ['rollback'] + (['-r'] if recursive else []) + [snapshot]
-        with self.mount_changes():
-            try:
-                self.runner.zfs(*args)
-                return
-            except ZfsError as exc:
-                if not _is_busy(exc):
-                    raise
-            dataset = snapshot.split('@', 1)[0]
-            mounted = self._mounted_filesystems(dataset, False)
-            self._run_unmounted(args, mounted)
-            self._mount_quietly(mounted)
+        self._mount_change(args, snapshot.split('@', 1)[0], False)
 
     def set_property(self, name, prop, value):
         """``zfs set PROP=VALUE NAME``."""

@@ -54,7 +54,8 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._create_manifest im
     path_slugify,
 )
 from ansible_collections.smartos.imgadm.plugins.module_utils._create_prepare import Preparer, prepare_image_error
-from ansible_collections.smartos.imgadm.plugins.module_utils._create_send import file_digest, send_to_file
+from ansible_collections.smartos.imgadm.plugins.module_utils._create_send import send_to_file
+from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import file_digest
 from ansible_collections.smartos.imgadm.plugins.module_utils._creator import CreateRun, check_params, read_prepare_script
 from ansible_collections.smartos.imgadm.plugins.module_utils._database import ImageDatabase
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
