@@ -13,7 +13,16 @@ bash "$top/tests/world/world.sh" up
 # shellcheck disable=SC1091
 . "$IMGADM_WORLD_DIR/world.env"
 : "${IMGADM_BUILD_POOL:?}" "${IMGADM_SERVER_DATA:?}" "${IMGADM_TEST_URL:?}" "${IMGADM_FAKES_BIN:?}" "${SMARTOS_FAKE_STATE:?}"
-bash "$top/tests/bin/stage.sh" >/dev/null
+# IMGADM_DEMO_COLLECTIONS_PATH: run the playbook against an installed collection (for example an
+# artefact put there with `ansible-galaxy collection install`) instead of this work tree's copy
+if [ -n "${IMGADM_DEMO_COLLECTIONS_PATH:-}" ]; then
+    [ -d "$IMGADM_DEMO_COLLECTIONS_PATH/ansible_collections/smartos/imgadm" ] || {
+        echo "demo: no smartos.imgadm under IMGADM_DEMO_COLLECTIONS_PATH=$IMGADM_DEMO_COLLECTIONS_PATH" >&2; exit 2; }
+    collections_path=$IMGADM_DEMO_COLLECTIONS_PATH
+else
+    bash "$top/tests/bin/stage.sh" >/dev/null
+    collections_path=$IMGADM_BUILD_ROOT
+fi
 
 timeout --kill-after=30 "$limit" "$top/.venv/bin/python" "$top/tests/world/seed_demo.py" --pool "$IMGADM_BUILD_POOL" --server-data "$IMGADM_SERVER_DATA"
 
@@ -30,7 +39,8 @@ demo_pool=$IMGADM_TEST_POOL
 demo_fakes_bin=$IMGADM_FAKES_BIN
 demo_fake_state=$SMARTOS_FAKE_STATE
 INV
-export ANSIBLE_COLLECTIONS_PATH="$IMGADM_BUILD_ROOT"
+export ANSIBLE_COLLECTIONS_PATH="$collections_path"
+echo "demo: smartos.imgadm from $collections_path"
 export ANSIBLE_STDOUT_CALLBACK=default
 export ANSIBLE_NOCOLOR=1
 # --foreground: the playbook keeps the terminal (Ctrl-C reaches it); at the deadline it gets TERM, then KILL
