@@ -3,6 +3,8 @@
 # Debian packages (zfs-fuse, compressors, rsync) and pinned virtualenvs.
 #   .venv       ansible-core 2.19 on Python 3.11
 #   .venv-2.21  ansible-core 2.21 on Python 3.12+ (skipped, with a message, when no such Python exists)
+#   .venv-docs  antsibull-docs and Sphinx (make docs)
+#   .venv-tools ansible-lint and galaxy-importer (the packaging checks)
 # Network steps have deadlines (IMGADM_BOOTSTRAP_TIMEOUT, 600 s each: apt-get, pip); a step
 # over it is killed with its process group and the bootstrap fails, naming it.
 set -euo pipefail
@@ -78,6 +80,10 @@ make_venv() {
 
 py311=$(find_python 3.11) || { echo "bootstrap: no Python 3.11 found" >&2; exit 1; }
 make_venv .venv "$py311" tests/requirements-2.19.txt
+# the documentation site (antsibull-docs, Sphinx) and the packaging checks (ansible-lint,
+# galaxy-importer) pin versions of their own that do not fit the test venvs
+make_venv .venv-docs "$py311" tests/requirements-docs.txt
+make_venv .venv-tools "$py311" tests/requirements-tools.txt
 
 if py312=$(find_python 3.12 3.13); then
     make_venv .venv-2.21 "$py312" tests/requirements-2.21.txt
