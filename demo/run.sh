@@ -28,16 +28,24 @@ timeout --kill-after=30 "$limit" "$top/.venv/bin/python" "$top/tests/world/seed_
 
 state="$top/demo/.state"
 mkdir -p "$state"
+# the second simulated host has a pool of its own
+pool2=${IMGADM_DEMO_POOL2:-demohost2}
+bash "$top/tests/world/zpool.sh" up "$pool2" 2G >/dev/null
+mkdir -p "$state/host1/locks" "$state/host2/locks" "$state/host1/images"
 cat > "$state/inventory.ini" <<INV
 [smartos]
-demo-host ansible_connection=local ansible_python_interpreter=$top/.venv/bin/python
+demo-host demo_imgadm_dir=$state/var-imgadm demo_lock_dir=$state/host1/locks demo_pool=$IMGADM_TEST_POOL
+demo-host-2 demo_imgadm_dir=$state/host2/var-imgadm demo_lock_dir=$state/host2/locks demo_pool=$pool2
 
 [smartos:vars]
+ansible_connection=local
+ansible_python_interpreter=$top/.venv/bin/python
 demo_image_server=$IMGADM_TEST_URL
-demo_imgadm_dir=$state/var-imgadm
-demo_pool=$IMGADM_TEST_POOL
 demo_fakes_bin=$IMGADM_FAKES_BIN
 demo_fake_state=$SMARTOS_FAKE_STATE
+demo_world_python=$top/.venv/bin/python
+demo_world_tools=$top/tests/world
+demo_output_dir=$state/host1/images
 INV
 export ANSIBLE_COLLECTIONS_PATH="$collections_path"
 echo "demo: smartos.imgadm from $collections_path"
