@@ -10,7 +10,7 @@ COLL := $(BUILD_ROOT)/ansible_collections/smartos/imgadm
 export IMGADM_BUILD_ROOT := $(BUILD_ROOT)
 export PATH := $(BUILD_ROOT)/bin:$(PATH)
 
-.PHONY: demo test bootstrap stage sanity sanity-2.19 sanity-2.21 units world-tests integration world-up world-down clean test-openzfs
+.PHONY: demo test bootstrap stage sanity sanity-2.19 sanity-2.21 units world-tests integration world-up world-down clean test-openzfs package docs
 
 demo: bootstrap
 	bash $(TOP)/demo/run.sh
@@ -48,6 +48,17 @@ integration: bootstrap stage
 # SSH (tests/openzfs/; builds the guest on first use, ~6.5 min, then cached)
 test-openzfs:
 	bash $(TOP)/tests/openzfs/run.sh
+
+# the Galaxy artefact, checked: no test or dev files in it, galaxy-importer, installed into an empty
+# directory and the demo run from there, ansible-lint (production profile) on the roles and playbooks
+package: bootstrap
+	bash $(TOP)/tests/bin/package.sh
+
+# the documentation site as docs.ansible.com renders collections (antsibull-docs, Sphinx; warnings
+# fail), after ansible-doc, antsibull-docs lint and a syntax check of every EXAMPLES; the site is
+# under $(BUILD_ROOT)/docs-site/build/html (.venv-docs is made from tests/requirements-docs.txt)
+docs:
+	bash $(TOP)/tests/bin/docs.sh
 
 world-up: bootstrap
 	bash $(TOP)/tests/world/world.sh up

@@ -153,9 +153,14 @@ options:
 notes:
   - Where the stock C(imgadm) has a bug, this module does the documented thing instead. C(install) checks that the origin is
     installed, C(update) in check mode renames nothing, an error from one source does not hide an image found in another,
-    a failed import leaves no stale database record. See the collection's C(docs/differences.md).
+    a failed import leaves no stale database record. The collection's compatibility guide lists every difference
+    (C(docs/docsite/rst/guide_compatibility.rst)).
 seealso:
   - module: smartos.imgadm.imgadm_source
+  - ref: ansible_collections.smartos.imgadm.docsite.guide_compatibility
+    description: What is compatible with the stock C(imgadm), what differs on purpose, and why.
+  - ref: ansible_collections.smartos.imgadm.docsite.guide_scenarios
+    description: Sources, importing by name across a fleet, building and publishing, vacuuming.
 '''
 
 EXAMPLES = r'''
