@@ -38,7 +38,7 @@ def main():
     ds = '%s/%s' % (args.pool, vm)
     record_path = os.path.join(args.state, 'vms', vm + '.json')
     changed = False
-    exists = subprocess.run(['zfs', 'list', '-H', '-o', 'name', ds], stdout=subprocess.DEVNULL,
+    exists = subprocess.run(['zfs', 'list', '-H', '-o', 'name', ds], stdout=subprocess.DEVNULL, check=False,
                             stderr=subprocess.DEVNULL, timeout=ZFS_TIMEOUT).returncode == 0
     if not exists:
         zfs('clone', '%s/%s@final' % (args.pool, args.image), ds)
