@@ -10,7 +10,7 @@ COLL := $(BUILD_ROOT)/ansible_collections/smartos/imgadm
 export IMGADM_BUILD_ROOT := $(BUILD_ROOT)
 export PATH := $(BUILD_ROOT)/bin:$(PATH)
 
-.PHONY: demo test bootstrap stage sanity sanity-2.19 sanity-2.21 units world-tests integration world-up world-down clean test-openzfs package docs
+.PHONY: demo test bootstrap stage sanity sanity-2.19 sanity-2.21 units world-tests integration world-up world-down clean test-openzfs package docs fleet
 
 demo: bootstrap
 	bash $(TOP)/demo/run.sh
@@ -48,6 +48,11 @@ integration: bootstrap stage
 # SSH (tests/openzfs/; builds the guest on first use, ~6.5 min, then cached)
 test-openzfs:
 	bash $(TOP)/tests/openzfs/run.sh
+
+# the fleet scenario: playbooks/fleet.yml on 10 simulated hosts (a pool, database and lock
+# directory each, one image server), run twice; state checked with zfs, the records, the server's log
+fleet: bootstrap
+	bash $(TOP)/tests/fleet/run.sh
 
 # the Galaxy artefact, checked: no test or dev files in it, galaxy-importer, installed into an empty
 # directory and the demo run from there, ansible-lint (production profile) on the roles and playbooks

@@ -12,6 +12,9 @@
 #   IMGADM_TIMEOUT_UNITS         600
 #   IMGADM_TIMEOUT_WORLD_TESTS   600
 #   IMGADM_TIMEOUT_INTEGRATION  1200
+#   IMGADM_TIMEOUT_FLEET         600  the fleet playbook on 10 simulated hosts (tests/fleet/run.sh)
+#   IMGADM_TIMEOUT_DOCS          900  make docs: ansible-doc, antsibull-docs lint, examples, the HTML site
+#   IMGADM_TIMEOUT_PACKAGE      1500  make package: the artefact, galaxy-importer, install, demo, ansible-lint
 #   IMGADM_TIMEOUT_OPENZFS      1500  the real-host tier, guest build included
 #   IMGADM_TIMEOUT_TOTAL        4800  the whole run: a step gets at most what is left of it
 #                                     (CI stops a job at 90 min; the summary must come first)
@@ -27,10 +30,13 @@ lim_sanity=${IMGADM_TIMEOUT_SANITY:-900}
 lim_units=${IMGADM_TIMEOUT_UNITS:-600}
 lim_world_tests=${IMGADM_TIMEOUT_WORLD_TESTS:-600}
 lim_integration=${IMGADM_TIMEOUT_INTEGRATION:-1200}
+lim_fleet=${IMGADM_TIMEOUT_FLEET:-600}
+lim_docs=${IMGADM_TIMEOUT_DOCS:-900}
+lim_package=${IMGADM_TIMEOUT_PACKAGE:-1500}
 lim_openzfs=${IMGADM_TIMEOUT_OPENZFS:-1500}
 lim_total=${IMGADM_TIMEOUT_TOTAL:-4800}
 kill_after=${IMGADM_TIMEOUT_KILL_AFTER:-30}
-for v in lim_bootstrap lim_world_up lim_sanity lim_units lim_world_tests lim_integration lim_openzfs lim_total kill_after; do
+for v in lim_bootstrap lim_world_up lim_sanity lim_units lim_world_tests lim_integration lim_fleet lim_docs lim_package lim_openzfs lim_total kill_after; do
     case "${!v}" in ''|*[!0-9]*) echo "run-all: ${v#lim_} limit '${!v}' is not a number of seconds" >&2; exit 2 ;; esac
 done
 # what the summary and the world's teardown need after the last step
@@ -147,6 +153,9 @@ step "sanity (ansible-core 2.21)" IMGADM_TIMEOUT_SANITY "$lim_sanity" make -s sa
 step "units" IMGADM_TIMEOUT_UNITS "$lim_units" make -s units
 step "test world" IMGADM_TIMEOUT_WORLD_TESTS "$lim_world_tests" make -s world-tests
 step "integration" IMGADM_TIMEOUT_INTEGRATION "$lim_integration" make -s integration
+step "fleet (10 simulated hosts)" IMGADM_TIMEOUT_FLEET "$lim_fleet" make -s fleet
+step "docs (antsibull-docs site)" IMGADM_TIMEOUT_DOCS "$lim_docs" make -s docs
+step "package (artefact, galaxy-importer, demo from the install, ansible-lint)" IMGADM_TIMEOUT_PACKAGE "$lim_package" make -s package
 # the real-host tier: the openzfs_tier target over SSH against a Debian 12 + OpenZFS guest
 # (built and cached on first use, ~6.5 min; then a few minutes under TCG).
 # IMGADM_TEST_OPENZFS=0 leaves it out of a quick local run (reported below, never hidden).
