@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # `make package`: build the collection artefact as Galaxy gets it, and check it.
+#   0. changelog  antsibull-changelog lint, and CHANGELOG.rst regenerated in a copy is the same
 #   1. build      ansible-galaxy collection build (galaxy.yml build_ignore decides what goes in)
 #   2. contents   fails on any test, benchmark, demo, virtualenv, cache or developer file inside,
 #                 and on any file of plugins/, roles/, meta/, docs/, playbooks/ left out
@@ -78,6 +79,21 @@ done_step() { timings+=("$(printf '%-9s %s' "$1" "$(elapsed "$step_start")")"); 
 
 limited "clean $work" 60 rm -rf "$work"
 mkdir -p "$work/dist" "$work/collections" "$work/importer"
+
+# -- 0. changelog: the fragments lint clean, and CHANGELOG.rst is what antsibull-changelog makes of
+# changelogs/changelog.yaml (regenerated in a copy and compared)
+begin changelog
+(cd "$top" && PATH="$top/.venv/bin:$PATH" limited "antsibull-changelog lint" "$limit" "$top/.venv/bin/antsibull-changelog" lint) \
+    || failed "antsibull-changelog lint"
+mkdir -p "$work/changelog-check"
+limited "copy for the changelog" 60 rsync -a --exclude '__pycache__' --exclude '.plugin-cache.yaml' \
+    "$top/galaxy.yml" "$top/CHANGELOG.rst" "$top/changelogs" "$top/plugins" "$top/meta" "$top/roles" "$top/playbooks" \
+    "$work/changelog-check/" || die "copy for the changelog"
+(cd "$work/changelog-check" && PATH="$top/.venv/bin:$PATH" limited "antsibull-changelog generate" "$limit" \
+    "$top/.venv/bin/antsibull-changelog" generate) || failed "antsibull-changelog generate"
+diff -u "$top/CHANGELOG.rst" "$work/changelog-check/CHANGELOG.rst" \
+    || failed "CHANGELOG.rst is not what antsibull-changelog generates from changelogs/changelog.yaml (diff above)"
+done_step changelog
 
 # -- 1. build -----------------------------------------------------------------------------
 begin build
