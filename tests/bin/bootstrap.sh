@@ -11,28 +11,9 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top" || exit 1
 limit=${IMGADM_BOOTSTRAP_TIMEOUT:-600}
-# deadline WHAT CMD...: timeout(1) runs CMD in a process group of its own, killed whole at the
-# limit; a Ctrl-C or TERM of this script is passed on to it
-deadline_pid=""
-deadline() {
-    local what=$1 rc=0
-    shift
-    timeout --kill-after=30 "$limit" "$@" &
-    deadline_pid=$!
-    wait "$deadline_pid" || rc=$?
-    deadline_pid=""
-    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-        echo "bootstrap: TIMEOUT: $what ran over its ${limit} s limit (IMGADM_BOOTSTRAP_TIMEOUT) and was killed" >&2
-    fi
-    return "$rc"
-}
-# shellcheck disable=SC2317  # called by the trap
-interrupted() {
-    if [ -n "$deadline_pid" ]; then kill -TERM "$deadline_pid" 2>/dev/null; wait "$deadline_pid" || true; fi
-    echo "bootstrap: interrupted" >&2
-    exit 130
-}
-trap interrupted INT TERM
+DEADLINE_PROG=bootstrap DEADLINE_HINT=IMGADM_BOOTSTRAP_TIMEOUT
+# shellcheck source=tests/bin/deadline.sh
+. "$top/tests/bin/deadline.sh"
 
 need_pkgs=()
 command -v zfs >/dev/null 2>&1 || need_pkgs+=(zfs-fuse)
@@ -44,8 +25,8 @@ command -v shellcheck >/dev/null 2>&1 || need_pkgs+=(shellcheck)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    deadline "apt-get update" apt-get -o Acquire::Retries=3 -o Acquire::http::Timeout=30 update -qq
-    deadline "apt-get install" apt-get -o Acquire::Retries=3 -o Acquire::http::Timeout=30 \
+    deadline "$limit" "apt-get update" apt-get -o Acquire::Retries=3 -o Acquire::http::Timeout=30 update -qq
+    deadline "$limit" "apt-get install" apt-get -o Acquire::Retries=3 -o Acquire::http::Timeout=30 \
         install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
@@ -74,7 +55,7 @@ make_venv() {
     echo "bootstrap: creating $dir with $py from $req"
     rm -rf "$dir"
     "$py" -m venv "$dir"
-    deadline "pip install -r $req" "$dir/bin/pip" install -q --disable-pip-version-check --timeout 30 --retries 3 -r "$req"
+    deadline "$limit" "pip install -r $req" "$dir/bin/pip" install -q --disable-pip-version-check --timeout 30 --retries 3 -r "$req"
     echo "$want" > "$stamp"
 }
 
@@ -106,7 +87,7 @@ PY
 )
     shim="$cache/get_pip_${pipver//./_}.py"
     if [ ! -f "$shim" ] || ! ls "$cache"/pip-"$pipver"-*.whl >/dev/null 2>&1; then
-        deadline "pip download pip==$pipver" "$venv/bin/pip" download -q --disable-pip-version-check --timeout 30 \
+        deadline "$limit" "pip download pip==$pipver" "$venv/bin/pip" download -q --disable-pip-version-check --timeout 30 \
             --retries 3 --no-deps -d "$cache" "pip==$pipver"
         cp tests/bin/get_pip_shim.py "$shim"
     fi

@@ -26,27 +26,9 @@ venv="$top/.venv-docs"
 req="$top/tests/requirements-docs.txt"
 coll="$build_root/ansible_collections/smartos/imgadm"
 
-# deadline WHAT CMD...: CMD in a process group of its own (timeout(1)), killed whole at the limit
-deadline_pid=""
-deadline() {
-    local what=$1 rc=0
-    shift
-    timeout --kill-after=30 "$limit" "$@" &
-    deadline_pid=$!
-    wait "$deadline_pid" || rc=$?
-    deadline_pid=""
-    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-        echo "docs: TIMEOUT: $what ran over its ${limit} s limit (IMGADM_DOCS_TIMEOUT) and was killed" >&2
-    fi
-    return "$rc"
-}
-# shellcheck disable=SC2317  # called by the trap
-interrupted() {
-    if [ -n "$deadline_pid" ]; then kill -TERM "$deadline_pid" 2>/dev/null; wait "$deadline_pid" || true; fi
-    echo "docs: interrupted" >&2
-    exit 130
-}
-trap interrupted INT TERM
+DEADLINE_PROG=docs DEADLINE_HINT=IMGADM_DOCS_TIMEOUT
+# shellcheck source=tests/bin/deadline.sh
+. "$top/tests/bin/deadline.sh"
 fail() { echo "docs: FAILED: $*" >&2; exit 1; }
 t0=$SECONDS
 step() { echo "docs: [$((SECONDS - t0)) s] $*"; }
@@ -61,8 +43,8 @@ if [ ! -x "$venv/bin/antsibull-docs" ] || [ "$(cat "$venv/.stamp" 2>/dev/null)" 
     [ -n "$py" ] || fail "no Python 3.11 found to create $venv"
     step "creating $venv with $py from $req"
     rm -rf "$venv"
-    deadline "python -m venv" "$py" -m venv "$venv"
-    limit=${IMGADM_DOCS_PIP_TIMEOUT:-600} deadline "pip install -r $req" \
+    deadline "$limit" "python -m venv" "$py" -m venv "$venv"
+    deadline "${IMGADM_DOCS_PIP_TIMEOUT:-600}" "pip install -r $req" \
         "$venv/bin/pip" install -q --disable-pip-version-check --timeout 30 --retries 3 -r "$req"
     echo "$want" > "$venv/.stamp"
 fi
@@ -74,7 +56,7 @@ export ANSIBLE_LOCAL_TEMP="$build_root/docs-ansible-tmp"
 
 # 2. stage
 step "staging the collection into $coll"
-IMGADM_BUILD_ROOT="$build_root" deadline "stage.sh" bash "$top/tests/bin/stage.sh" >/dev/null
+IMGADM_BUILD_ROOT="$build_root" deadline "$limit" "stage.sh" bash "$top/tests/bin/stage.sh" >/dev/null
 
 modules=()
 for f in "$coll"/plugins/modules/*.py; do
@@ -103,7 +85,7 @@ adoc_fail=0
 adoc() {
     local kind=$1 name=$2 out err
     out=$(mktemp) err=$(mktemp)
-    if ! deadline "ansible-doc -t $kind $name" ansible-doc -t "$kind" "smartos.imgadm.$name" >"$out" 2>"$err"; then
+    if ! deadline "$limit" "ansible-doc -t $kind $name" ansible-doc -t "$kind" "smartos.imgadm.$name" >"$out" 2>"$err"; then
         echo "docs: ansible-doc -t $kind smartos.imgadm.$name failed:" >&2; cat "$err" >&2; adoc_fail=1
     elif grep -q -E 'WARNING|ERROR' "$err"; then
         echo "docs: ansible-doc -t $kind smartos.imgadm.$name warned:" >&2; cat "$err" >&2; adoc_fail=1
@@ -119,19 +101,19 @@ for n in "${roles[@]}"; do adoc role "$n"; done
 
 # 4. antsibull-docs lint
 step "antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs=all"
-(cd "$coll" && deadline "lint-collection-docs" antsibull-docs lint-collection-docs --plugin-docs \
+(cd "$coll" && deadline "$limit" "lint-collection-docs" antsibull-docs lint-collection-docs --plugin-docs \
     --validate-collection-refs=all .) || fail "antsibull-docs lint-collection-docs (see above)"
 
 # 5. EXAMPLES
 step "EXAMPLES and the guides' YAML: ansible-playbook --syntax-check, option names (tests/bin/docs_examples.py)"
-deadline "docs_examples.py" python "$top/tests/bin/docs_examples.py" "$coll" \
+deadline "$limit" "docs_examples.py" python "$top/tests/bin/docs_examples.py" "$coll" \
     --workdir "$build_root/docs-examples" --rst "$coll/docs/docsite/rst" || fail "EXAMPLES (see above)"
 
 # 6. the site
 step "antsibull-docs sphinx-init into $site"
 rm -rf "$site"
 mkdir -p "$site"
-deadline "antsibull-docs sphinx-init" antsibull-docs sphinx-init --use-current --squash-hierarchy \
+deadline "$limit" "antsibull-docs sphinx-init" antsibull-docs sphinx-init --use-current --squash-hierarchy \
     --fail-on-error --dest-dir "$site" --project smartos.imgadm --copyright 'smartos.imgadm developers' \
     --title 'smartos.imgadm Documentation' --html-short-title 'smartos.imgadm' smartos.imgadm >/dev/null
 # offline: no intersphinx download; the labels generated pages take from the Ansible docs
@@ -159,7 +141,7 @@ intersphinx_mapping = {
 intersphinx_timeout = 1
 EOF
 step "build.sh (antsibull-docs collection, sphinx-build -W)"
-deadline "build.sh" bash "$site/build.sh" >"$site/build.log" 2>&1 || {
+deadline "$limit" "build.sh" bash "$site/build.sh" >"$site/build.log" 2>&1 || {
     grep -E 'WARNING|ERROR|Error|error' "$site/build.log" >&2 || tail -40 "$site/build.log" >&2
     fail "the site build (full log: $site/build.log)"
 }

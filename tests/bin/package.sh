@@ -47,28 +47,9 @@ export PATH="$tools:$PATH"
 unset ANSIBLE_CONFIG ANSIBLE_COLLECTIONS_PATH ANSIBLE_COLLECTIONS_PATHS ANSIBLE_ROLES_PATH
 export ANSIBLE_NOCOLOR=1 NO_COLOR=1
 
-# limited WHAT SECONDS CMD...: CMD under timeout(1) (TERM at the limit, KILL 30 s later); a
-# TERM or Ctrl-C of this script is passed on to it
-child=""
-# shellcheck disable=SC2317  # called by the trap
-interrupted() {
-    if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; wait "$child" || true; fi
-    echo "package: interrupted" >&2
-    exit 130
-}
-trap interrupted INT TERM
-limited() {
-    local what=$1 secs=$2 rc=0
-    shift 2
-    timeout --kill-after=30 "$secs" "$@" &
-    child=$!
-    wait "$child" || rc=$?
-    child=""
-    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-        echo "package: TIMEOUT: $what ran over its ${secs} s limit and was killed" >&2
-    fi
-    return "$rc"
-}
+DEADLINE_PROG=package
+# shellcheck source=tests/bin/deadline.sh
+. "$top/tests/bin/deadline.sh"
 # the time of each step, for the summary
 timings=()
 step_start=0
@@ -77,19 +58,19 @@ begin() { step_start=$(date +%s%N); echo; echo "== package: $1"; }
 elapsed() { local ms=$((($(date +%s%N) - $1) / 1000000)); printf '%d.%d s' $((ms / 1000)) $((ms % 1000 / 100)); }
 done_step() { timings+=("$(printf '%-9s %s' "$1" "$(elapsed "$step_start")")"); }
 
-limited "clean $work" 60 rm -rf "$work"
+deadline 60 "clean $work" rm -rf "$work"
 mkdir -p "$work/dist" "$work/collections" "$work/importer"
 
 # -- 0. changelog: the fragments lint clean, and CHANGELOG.rst is what antsibull-changelog makes of
 # changelogs/changelog.yaml (regenerated in a copy and compared)
 begin changelog
-(cd "$top" && PATH="$top/.venv/bin:$PATH" limited "antsibull-changelog lint" "$limit" "$top/.venv/bin/antsibull-changelog" lint) \
+(cd "$top" && PATH="$top/.venv/bin:$PATH" deadline "$limit" "antsibull-changelog lint" "$top/.venv/bin/antsibull-changelog" lint) \
     || failed "antsibull-changelog lint"
 mkdir -p "$work/changelog-check"
-limited "copy for the changelog" 60 rsync -a --exclude '__pycache__' --exclude '.plugin-cache.yaml' \
+deadline 60 "copy for the changelog" rsync -a --exclude '__pycache__' --exclude '.plugin-cache.yaml' \
     "$top/galaxy.yml" "$top/CHANGELOG.rst" "$top/changelogs" "$top/plugins" "$top/meta" "$top/roles" "$top/playbooks" \
     "$work/changelog-check/" || die "copy for the changelog"
-(cd "$work/changelog-check" && PATH="$top/.venv/bin:$PATH" limited "antsibull-changelog generate" "$limit" \
+(cd "$work/changelog-check" && PATH="$top/.venv/bin:$PATH" deadline "$limit" "antsibull-changelog generate" \
     "$top/.venv/bin/antsibull-changelog" generate) || failed "antsibull-changelog generate"
 diff -u "$top/CHANGELOG.rst" "$work/changelog-check/CHANGELOG.rst" \
     || failed "CHANGELOG.rst is not what antsibull-changelog generates from changelogs/changelog.yaml (diff above)"
@@ -97,7 +78,7 @@ done_step changelog
 
 # -- 1. build -----------------------------------------------------------------------------
 begin build
-limited "ansible-galaxy collection build" "$limit" \
+deadline "$limit" "ansible-galaxy collection build" \
     "$tools/ansible-galaxy" collection build --output-path "$work/dist" "$top" || die "ansible-galaxy collection build"
 artefacts=("$work"/dist/*.tar.gz)
 if [ "${#artefacts[@]}" != 1 ] || [ ! -f "${artefacts[0]}" ]; then
@@ -108,7 +89,7 @@ done_step build
 
 # -- 2. contents ----------------------------------------------------------------------------
 begin contents
-limited "tar -tzf" 60 tar -tzf "$artefact" > "$work/entries.txt" || die "tar -tzf $artefact"
+deadline 60 "tar -tzf" tar -tzf "$artefact" > "$work/entries.txt" || die "tar -tzf $artefact"
 sed -e 's|^\./||' -e 's|/$||' "$work/entries.txt" | sort > "$work/files.txt"
 # what must never be in it: tests, benchmarks, CI, the demo, virtualenvs, caches, build output,
 # developer files, changelog fragments and antsibull-changelog's cache
@@ -152,7 +133,7 @@ offline_ansible_lint = True
 check_changelog = True
 CFG
 imported=$artefact
-if ! limited "read MANIFEST.json" 60 "$tools/python" -c 'import json, sys, tarfile
+if ! deadline 60 "read MANIFEST.json" "$tools/python" -c 'import json, sys, tarfile
 m = json.load(tarfile.open(sys.argv[1]).extractfile("MANIFEST.json"))
 sys.exit(0 if m["collection_info"].get("repository") else 1)' "$artefact"; then
     # Galaxy requires a repository URL; this project has none, and galaxy.yml does not invent one.
@@ -173,12 +154,12 @@ with tarfile.open(src) as tin, tarfile.open(dst, "w:gz") as tout:
             data = json.dumps(manifest, indent=4).encode()
             member.size = len(data)
         tout.addfile(member, io.BytesIO(data) if data is not None else None)'
-    limited "placeholder copy" 60 "$tools/python" -c "$placeholder" "$artefact" "$imported" || die "placeholder copy of the artefact"
+    deadline 60 "placeholder copy" "$tools/python" -c "$placeholder" "$artefact" "$imported" || die "placeholder copy of the artefact"
     [ -s "$imported" ] || die "placeholder copy of the artefact: $imported not written"
 fi
 rc=0
 cd "$work/importer"     # it writes importer_result.json here
-GALAXY_IMPORTER_CONFIG="$work/galaxy-importer.cfg" limited "galaxy-importer" "$limit" \
+GALAXY_IMPORTER_CONFIG="$work/galaxy-importer.cfg" deadline "$limit" "galaxy-importer" \
     "$tools/python" -m galaxy_importer.main "$imported" > "$work/importer.log" 2>&1 || rc=$?
 cd "$top"
 sed 's/^/  /' "$work/importer.log"
@@ -193,12 +174,12 @@ done_step importer
 
 # -- 4. install ---------------------------------------------------------------------------------
 begin install
-ANSIBLE_COLLECTIONS_PATH="$work/collections" limited "ansible-galaxy collection install" "$limit" \
+ANSIBLE_COLLECTIONS_PATH="$work/collections" deadline "$limit" "ansible-galaxy collection install" \
     "$tools/ansible-galaxy" collection install --offline --no-deps -p "$work/collections" "$artefact" \
     || die "ansible-galaxy collection install"
 installed="$work/collections/ansible_collections/smartos/imgadm"
 [ -f "$installed/MANIFEST.json" ] || die "nothing installed at $installed"
-ANSIBLE_COLLECTIONS_PATH="$work/collections" limited "ansible-galaxy collection verify" "$limit" \
+ANSIBLE_COLLECTIONS_PATH="$work/collections" deadline "$limit" "ansible-galaxy collection verify" \
     "$tools/ansible-galaxy" collection verify --offline -p "$work/collections" smartos.imgadm \
     || die "ansible-galaxy collection verify (the installed files differ from the artefact's manifest)"
 done_step install
@@ -209,7 +190,7 @@ if [ "$run_demo" = 0 ]; then
 else
     begin demo
     IMGADM_DEMO_COLLECTIONS_PATH="$work/collections" \
-        limited "the demo" "$demo_limit" bash "$top/demo/run.sh" </dev/null \
+        deadline "$demo_limit" "the demo" bash "$top/demo/run.sh" </dev/null \
         || failed "the demo against the installed artefact"
     done_step demo
 fi
@@ -220,7 +201,7 @@ targets=(roles/)
 [ -f demo/site.yml ] && targets+=(demo/site.yml)
 [ -d playbooks ] && targets+=(playbooks/)
 echo "package: ansible-lint ${targets[*]}"
-ANSIBLE_COLLECTIONS_PATH="$work/collections" limited "ansible-lint" "$limit" \
+ANSIBLE_COLLECTIONS_PATH="$work/collections" deadline "$limit" "ansible-lint" \
     "$tools/ansible-lint" --nocolor "${targets[@]}" || failed "ansible-lint ${targets[*]}"
 done_step lint
 
