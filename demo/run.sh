@@ -31,11 +31,15 @@ mkdir -p "$state"
 # the second simulated host has a pool of its own
 pool2=${IMGADM_DEMO_POOL2:-demohost2}
 bash "$top/tests/world/zpool.sh" up "$pool2" 2G >/dev/null
-mkdir -p "$state/host1/locks" "$state/host2/locks" "$state/host1/images"
+# The hosts' databases, locks and image files live beside the pools, in the world's directory
+# (world.sh down removes them with the pools): a database that outlived its pool, or a pool its
+# database, would leave images without records, which the demo cannot build on.
+hosts_dir="$IMGADM_WORLD_DIR/demo"
+mkdir -p "$hosts_dir/host1/locks" "$hosts_dir/host2/locks" "$hosts_dir/host1/images"
 cat > "$state/inventory.ini" <<INV
 [smartos]
-demo-host demo_imgadm_dir=$state/var-imgadm demo_lock_dir=$state/host1/locks demo_pool=$IMGADM_TEST_POOL
-demo-host-2 demo_imgadm_dir=$state/host2/var-imgadm demo_lock_dir=$state/host2/locks demo_pool=$pool2
+demo-host demo_imgadm_dir=$hosts_dir/host1/var-imgadm demo_lock_dir=$hosts_dir/host1/locks demo_pool=$IMGADM_TEST_POOL
+demo-host-2 demo_imgadm_dir=$hosts_dir/host2/var-imgadm demo_lock_dir=$hosts_dir/host2/locks demo_pool=$pool2
 
 [smartos:vars]
 ansible_connection=local
@@ -45,7 +49,7 @@ demo_fakes_bin=$IMGADM_FAKES_BIN
 demo_fake_state=$SMARTOS_FAKE_STATE
 demo_world_python=$top/.venv/bin/python
 demo_world_tools=$top/tests/world
-demo_output_dir=$state/host1/images
+demo_output_dir=$hosts_dir/host1/images
 INV
 export ANSIBLE_COLLECTIONS_PATH="$collections_path"
 echo "demo: smartos.imgadm from $collections_path"
@@ -54,5 +58,5 @@ export ANSIBLE_NOCOLOR=1
 # --foreground: the playbook keeps the terminal (Ctrl-C reaches it); at the deadline it gets TERM, then KILL
 timeout --foreground --kill-after=30 "$limit" "$top/.venv/bin/ansible-playbook" -i "$state/inventory.ini" "$top/demo/site.yml" "$@"
 echo
-echo "demo: imgadm.conf written by the playbook ($state/var-imgadm/imgadm.conf):"
-cat "$state/var-imgadm/imgadm.conf"; echo
+echo "demo: imgadm.conf written by the playbook ($hosts_dir/host1/var-imgadm/imgadm.conf):"
+cat "$hosts_dir/host1/var-imgadm/imgadm.conf"; echo

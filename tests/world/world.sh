@@ -94,6 +94,8 @@ down() {
     if bash "$here/zpool.sh" status "${IMGADM_DEMO_POOL2:-demohost2}" 2>/dev/null; then
         bash "$here/zpool.sh" down "${IMGADM_DEMO_POOL2:-demohost2}" || true
     fi
+    # the demo's hosts' databases, locks and image files (demo/run.sh), which belong to the pools
+    rm -rf "$world/demo"
 }
 
 case "${1:-}" in
