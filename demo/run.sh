@@ -35,6 +35,19 @@ bash "$top/tests/world/zpool.sh" up "$pool2" 2G >/dev/null
 # (world.sh down removes them with the pools): a database that outlived its pool, or a pool its
 # database, would leave images without records, which the demo cannot build on.
 hosts_dir="$IMGADM_WORLD_DIR/demo"
+if [ ! -d "$hosts_dir" ]; then
+    # new pools: the demo-app images an earlier demo published are gone from the server too, so that
+    # the image this run makes is the only demo-app there (the server keeps its data across pools)
+    timeout --kill-after=10 60 "$top/.venv/bin/python" - "$IMGADM_TEST_URL" <<'PY'
+import json, sys, urllib.request
+url = sys.argv[1]
+with urllib.request.urlopen(url + '/images?name=demo-app&state=all', timeout=30) as r:
+    images = json.load(r)
+for image in images:
+    urllib.request.urlopen(urllib.request.Request(url + '/images/' + image['uuid'], method='DELETE'), timeout=30).close()
+    print('demo: removed demo-app %s (%s) published by an earlier demo' % (image['version'], image['uuid']))
+PY
+fi
 mkdir -p "$hosts_dir/host1/locks" "$hosts_dir/host2/locks" "$hosts_dir/host1/images"
 cat > "$state/inventory.ini" <<INV
 [smartos]
