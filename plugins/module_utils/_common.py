@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import shlex
 import threading
@@ -25,6 +26,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.smartos.imgadm.plugins.module_utils._constants import COLLECTION_VERSION
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
+    CommandError,
     CommandTimeoutError,
     ImgadmError,
     MissingLibraryError,
@@ -95,6 +97,18 @@ def find_binary(module, path, name):
     if found:
         return found
     raise ImgadmError('cannot find the "%s" command (looked for "%s" and on PATH)' % (name, path), code='InternalError')
+
+
+def read_sysinfo(module, run_command):
+    """The host's ``sysinfo`` (``sysinfo_path``) as a dict; ``CommandError`` when it fails or prints no JSON."""
+    path = find_binary(module, module.params['sysinfo_path'], 'sysinfo')
+    rc, out, err = run_command([path], environ_update={'LC_ALL': 'C'})
+    if rc != 0:
+        raise CommandError('sysinfo failed (exit status %s): %s' % (rc, (err or out).strip()))
+    try:
+        return json.loads(out)
+    except ValueError as e:
+        raise CommandError('sysinfo printed no JSON: %s' % e)
 
 
 def _cmdline(argv):

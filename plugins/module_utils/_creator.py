@@ -59,6 +59,7 @@ import time
 import uuid as uuidlib
 from collections import OrderedDict
 
+from ansible_collections.smartos.imgadm.plugins.module_utils._common import CommandRunner, find_binary, read_sysinfo
 from ansible_collections.smartos.imgadm.plugins.module_utils._create_manifest import (
     build_manifest,
     check_max_origin_depth,
@@ -68,7 +69,7 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._create_manifest im
 )
 from ansible_collections.smartos.imgadm.plugins.module_utils._create_prepare import ERROR_KEY, STATE_KEY, Preparer
 from ansible_collections.smartos.imgadm.plugins.module_utils._create_send import send_to_file
-from ansible_collections.smartos.imgadm.plugins.module_utils._database import js_json_dumps
+from ansible_collections.smartos.imgadm.plugins.module_utils._database import ImageDatabase, js_json_dumps
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     CommandError,
     FileSystemError,
@@ -80,7 +81,10 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
 )
 from ansible_collections.smartos.imgadm.plugins.module_utils._installed import InstalledImages
 from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import file_digest, validate_manifest, validate_uuid
-from ansible_collections.smartos.imgadm.plugins.module_utils._vmadm import image_source, prepare_datasets
+from ansible_collections.smartos.imgadm.plugins.module_utils._locks import host_mount_gate
+from ansible_collections.smartos.imgadm.plugins.module_utils._publisher import publish
+from ansible_collections.smartos.imgadm.plugins.module_utils._vmadm import Vmadm, image_source, prepare_datasets
+from ansible_collections.smartos.imgadm.plugins.module_utils._zfs import CliBackend, ZfsRunner
 
 PRE_PREPARE = 'imgadm-create-pre-prepare'
 FILE_MODE = 0o644
@@ -635,4 +639,20 @@ def _unlink(path):
             raise
 
 
-__all__ = ('PRE_PREPARE', 'read_prepare_script', 'check_params', 'Plan', 'CreateRun')
+def run_create(module, result):
+    """The imgadm_create module's run: its options wired to a ``CreateRun`` (commands with deadlines, the
+    ``zfs`` CLI behind the host's mount gate, ``vmadm``, the database, ``sysinfo``, the compressors)."""
+    p = module.params
+    run_command = CommandRunner(module, p['command_timeout'])
+    runner = ZfsRunner(run_command, zfs_bin=find_binary(module, p['zfs_path'], 'zfs'))
+    backend = CliBackend(runner, mount_gate=host_mount_gate(p['command_timeout']))
+    vmadm = Vmadm(run_command, find_binary(module, p['vmadm_path'], 'vmadm'))
+
+    def compressor(compression):
+        return [find_binary(module, p['%s_path' % compression], compression)]
+
+    CreateRun(p, result, module.check_mode, vmadm, backend, ImageDatabase(p['imgadm_dir']),
+              lambda: read_sysinfo(module, run_command), compressor, publisher=publish, run_command=run_command).run()
+
+
+__all__ = ('PRE_PREPARE', 'read_prepare_script', 'check_params', 'Plan', 'CreateRun', 'run_create')

@@ -17,12 +17,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
-import os
 import threading
 from collections import OrderedDict
 
-from ansible_collections.smartos.imgadm.plugins.module_utils._common import CommandRunner, find_binary
+from ansible_collections.smartos.imgadm.plugins.module_utils._common import CommandRunner, find_binary, read_sysinfo
 from ansible_collections.smartos.imgadm.plugins.module_utils._database import ImageDatabase, validate_pool_name
 from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
     CommandError,
@@ -33,7 +31,7 @@ from ansible_collections.smartos.imgadm.plugins.module_utils._errors import (
 from ansible_collections.smartos.imgadm.plugins.module_utils._image_sources import ImageSources
 from ansible_collections.smartos.imgadm.plugins.module_utils._importer import ZfsInstaller
 from ansible_collections.smartos.imgadm.plugins.module_utils._installed import InstalledImages
-from ansible_collections.smartos.imgadm.plugins.module_utils._locks import DEFAULT_LOCK_DIR, MountGate
+from ansible_collections.smartos.imgadm.plugins.module_utils._locks import host_mount_gate
 from ansible_collections.smartos.imgadm.plugins.module_utils._manifest import check_platform, validate_uuid
 from ansible_collections.smartos.imgadm.plugins.module_utils._zfs import ZfsRunner, get_backend
 
@@ -90,8 +88,7 @@ class ImageRun(object):
         self.check_mode = module.check_mode
         self.run_command = CommandRunner(module, p['command_timeout'])
         runner = ZfsRunner(self.run_command, zfs_bin=find_binary(module, p['zfs_path'], 'zfs'))
-        # one gate per host, like the ZFS daemon it protects, whatever lock_dir this task uses
-        gate = MountGate(DEFAULT_LOCK_DIR if os.access(DEFAULT_LOCK_DIR, os.W_OK) else p['lock_dir'], timeout=p['command_timeout'])
+        gate = host_mount_gate(p['command_timeout'], fallback_dir=p['lock_dir'])
         self.backend = get_backend(runner, prefer=p['zfs_backend'], mount_gate=gate)
         self.db = ImageDatabase(p['imgadm_dir'])
         self.installed = InstalledImages(self.backend, self.db, run_zoneadm=self._run_zoneadm)
@@ -155,14 +152,7 @@ class ImageRun(object):
     def sysinfo(self):
         with self._lock:
             if self._sysinfo is None:
-                path = find_binary(self.module, self.params['sysinfo_path'], 'sysinfo')
-                rc, out, err = self.run_command([path], environ_update={'LC_ALL': 'C'})
-                if rc != 0:
-                    raise CommandError('sysinfo failed (exit status %s): %s' % (rc, (err or out).strip()))
-                try:
-                    self._sysinfo = json.loads(out)
-                except ValueError as e:
-                    raise CommandError('sysinfo printed no JSON: %s' % e)
+                self._sysinfo = read_sysinfo(self.module, self.run_command)
             return self._sysinfo
 
     def check_platform(self, manifest):

@@ -365,3 +365,11 @@ __all__ = (
     'DEFAULT_LOCK_DIR', 'POLL_INTERVAL', 'LOCK_FILE_MODE', 'image_lock_path',
     'FileLock', 'ImageLock', 'ImageLocks', 'acquire_locks', 'MountGate',
 )
+
+
+def host_mount_gate(timeout, fallback_dir=None):
+    """The host's ``MountGate``: in ``DEFAULT_LOCK_DIR`` when it is writable (one gate per host, like the
+    ZFS daemon it protects, whatever lock directory a task uses), else in ``fallback_dir``; None without either."""
+    if os.access(DEFAULT_LOCK_DIR, os.W_OK):
+        return MountGate(DEFAULT_LOCK_DIR, timeout=timeout)
+    return MountGate(fallback_dir, timeout=timeout) if fallback_dir else None

@@ -398,55 +398,15 @@ field:
   type: str
 '''
 
-import json
-import os
-
 from ansible_collections.smartos.imgadm.plugins.module_utils._common import (
     BINARY_ARGS,
     DATABASE_ARGS,
     IMGAPI_ARGS,
-    CommandRunner,
     argument_spec,
-    find_binary,
     run_module,
 )
-from ansible_collections.smartos.imgadm.plugins.module_utils._creator import CreateRun
-from ansible_collections.smartos.imgadm.plugins.module_utils._database import ImageDatabase
-from ansible_collections.smartos.imgadm.plugins.module_utils._errors import CommandError
-from ansible_collections.smartos.imgadm.plugins.module_utils._locks import DEFAULT_LOCK_DIR, MountGate
-from ansible_collections.smartos.imgadm.plugins.module_utils._publisher import PUBLISH_ARGS, publish
-from ansible_collections.smartos.imgadm.plugins.module_utils._vmadm import Vmadm
-from ansible_collections.smartos.imgadm.plugins.module_utils._zfs import CliBackend, ZfsRunner
-
-
-def _sysinfo(module, run_command):
-    def read():
-        path = find_binary(module, module.params['sysinfo_path'], 'sysinfo')
-        rc, out, err = run_command([path], environ_update={'LC_ALL': 'C'})
-        if rc != 0:
-            raise CommandError('sysinfo failed (exit status %s): %s' % (rc, (err or out).strip()))
-        try:
-            return json.loads(out)
-        except ValueError as e:
-            raise CommandError('sysinfo printed no JSON: %s' % e)
-    return read
-
-
-def _compressor(module):
-    def find(compression):
-        return [find_binary(module, module.params['%s_path' % compression], compression)]
-    return find
-
-
-def run_create(module, result, publisher=publish):
-    p = module.params
-    run_command = CommandRunner(module, p['command_timeout'])
-    runner = ZfsRunner(run_command, zfs_bin=find_binary(module, p['zfs_path'], 'zfs'))
-    gate = MountGate(DEFAULT_LOCK_DIR, timeout=p['command_timeout']) if os.access(DEFAULT_LOCK_DIR, os.W_OK) else None
-    backend = CliBackend(runner, mount_gate=gate)
-    vmadm = Vmadm(run_command, find_binary(module, p['vmadm_path'], 'vmadm'))
-    CreateRun(p, result, module.check_mode, vmadm, backend, ImageDatabase(p['imgadm_dir']), _sysinfo(module, run_command),
-              _compressor(module), publisher=publisher, run_command=run_command).run()
+from ansible_collections.smartos.imgadm.plugins.module_utils._creator import run_create
+from ansible_collections.smartos.imgadm.plugins.module_utils._publisher import PUBLISH_ARGS
 
 
 def main():
