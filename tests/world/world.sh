@@ -62,10 +62,8 @@ up() {
     bash "$here/zpool.sh" up "$build_pool" "$size"
     if ! pid=$(server_pid); then
         rm -f "$world/server.port"
-        # started without the caller's open files (a lock held around a test run would live on in it)
-        # shellcheck disable=SC2016  # expanded by the inner bash
-        nohup bash -c 'for f in /proc/$$/fd/*; do n=${f##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done; exec "$@"' \
-            without_fds "$python" "$here/imgapi_server.py" --data-dir "$world/server" --port 0 \
+        # started without the caller's open files (see without_fds.sh)
+        nohup "$here/without_fds.sh" "$python" "$here/imgapi_server.py" --data-dir "$world/server" --port 0 \
             --port-file "$world/server.port" --pid-file "$world/server.pid" \
             --channels 'dev*,staging,release' >"$world/server.log" 2>&1 &
         for _ in $(seq 1 100); do

@@ -21,9 +21,6 @@ CMD_TIMEOUT=${IMGADM_ZFS_CMD_TIMEOUT:-60}
 LOCK_WAIT=${IMGADM_ZPOOL_LOCK_WAIT:-300}
 
 die() { echo "zpool.sh: $*" >&2; exit 1; }
-# "${without_fds[@]}" CMD...: exec CMD with only stdin, stdout and stderr open
-# shellcheck disable=SC2016  # expanded by the inner bash
-without_fds=(bash -c 'for f in /proc/$$/fd/*; do n=${f##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done; exec "$@"' without_fds)
 log() { echo "zpool.sh: $*" >&2; }
 
 # zt CMD...: CMD with a deadline (exit 124 when it ran over; its process group is killed)
@@ -87,9 +84,8 @@ ensure_daemon() {
         fi
         clear_stale_mounts
         log "starting zfs-fuse"
-        # without the caller's open files: a daemon that inherits a lock (flock(1) around a test
-        # run) would hold it as long as it lives
-        zt "${without_fds[@]}" zfs-fuse --pidfile "$PIDFILE" || die "zfs-fuse failed to start"
+        # without the caller's open files (see without_fds.sh)
+        zt "$(dirname "$0")/without_fds.sh" zfs-fuse --pidfile "$PIDFILE" || die "zfs-fuse failed to start"
     fi
     local until=$((SECONDS + DAEMON_WAIT))
     while ! daemon_answers; do
