@@ -225,12 +225,14 @@ class CreateRun(object):
             existing = self.existing_image(plan)
         if existing is not None:
             self._report_existing(plan, existing)
+            self.data['created'] = False
         else:
             self.preconditions(plan, script is not None)
             if self.check_mode:
                 self._report_plan(plan, script is not None)
             else:
                 self.execute(plan, script)
+            self.data['created'] = True
         self.publish(plan)
 
     # ---- 1. inspect

@@ -366,6 +366,11 @@ prepare_stages:
   description: Seconds spent in each prepare-image stage (V(running), V(complete), V(stopped)).
   returned: when a prepare-image script ran
   type: dict
+created:
+  description: Whether this run made the image's files (in check mode, would make them); V(false) when the files at
+    O(output) were this image already (see O(force)).
+  returned: success
+  type: bool
 published:
   description: With O(publish), what publishing did (see M(smartos.imgadm.imgadm_publish)'s RV(smartos.imgadm.imgadm_publish#module:published)).
   returned: when O(publish) is given and the image was published (or checked)

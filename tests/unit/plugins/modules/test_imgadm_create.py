@@ -160,7 +160,7 @@ def host(tmp_path, monkeypatch):
 def test_create_then_nothing_to_do(run_module, host):
     failed, result = run_module(imgadm_create.main, host.args())
     assert not failed, result
-    assert result['changed'] is True
+    assert result['changed'] is True and result['created'] is True
     assert sorted(os.listdir(str(host.out))) == ['my-image-1.0.0.imgmanifest', 'my-image-1.0.0.zfs.gz']
     data = open(result['file_path'], 'rb').read()
     assert gzip.decompress(data) == b'STREAM OF ' + ('zones/%s@final' % VM).encode() * 1000
@@ -172,7 +172,7 @@ def test_create_then_nothing_to_do(run_module, host):
                               'zfs destroy -r zones/%s@final' % VM]
     host.clear()
     failed, again = run_module(imgadm_create.main, host.args())
-    assert not failed and again['changed'] is False and again['manifest'] == m
+    assert not failed and again['changed'] is False and again['manifest'] == m and again['created'] is False
     assert host.changes() == []
 
 
